@@ -1,0 +1,12 @@
+"""`talr-theory tokens` (placeholder: being built; see the open issues)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("tokens", help="(not built yet)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise NotImplementedError("talr-theory tokens is not built yet")

@@ -1,0 +1,80 @@
+"""Crash-safe tidy results: one row per measurement, keyed, written atomically, resumable.
+
+Each row is one small Parquet file named by a hash of its key, written to a temporary name and
+renamed into place (``os.replace`` is atomic on POSIX). A run killed at any moment leaves either
+the whole row or nothing; rerunning writes the same key to the same file, so rows are never
+duplicated. ``load()`` gathers the rows into one DataFrame; ``consolidate()`` also writes
+``results.parquet`` and ``results.csv`` beside the rows for people and notebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def _key_id(key: Mapping[str, Any]) -> str:
+    text = json.dumps({k: key[k] for k in sorted(key)}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+class ResultsTable:
+    """A folder of atomically written rows; ``key_fields`` identify a row (e.g. method, lr, seed, step)."""
+
+    def __init__(self, root: str | os.PathLike, key_fields: Iterable[str]):
+        self.root = Path(root)
+        self.rows_dir = self.root / "rows"
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        self.key_fields = tuple(key_fields)
+
+    def _path(self, key: Mapping[str, Any]) -> Path:
+        return self.rows_dir / f"{_key_id(key)}.parquet"
+
+    def key_of(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [k for k in self.key_fields if k not in row]
+        if missing:
+            raise KeyError(f"results row lacks key field(s) {missing}; expected {self.key_fields}")
+        return {k: row[k] for k in self.key_fields}
+
+    def has(self, key: Mapping[str, Any]) -> bool:
+        return self._path(key).exists()
+
+    def append(self, row: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> Path:
+        """Write one row (plus the resolved config as a JSON column) atomically."""
+        record = dict(row)
+        if config is not None:
+            record["config_json"] = json.dumps(config, sort_keys=True, default=str)
+        path = self._path(self.key_of(record))
+        frame = pd.DataFrame([record])
+        fd, tmp = tempfile.mkstemp(dir=self.rows_dir, suffix=".tmp")
+        os.close(fd)
+        try:
+            frame.to_parquet(tmp, index=False)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def load(self) -> pd.DataFrame:
+        files = sorted(self.rows_dir.glob("*.parquet"))
+        if not files:
+            return pd.DataFrame(columns=list(self.key_fields))
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        present = [k for k in self.key_fields if k in frame.columns]
+        return frame.sort_values(present, kind="stable").reset_index(drop=True) if present else frame
+
+    def consolidate(self) -> pd.DataFrame:
+        frame = self.load()
+        frame.to_parquet(self.root / "results.parquet", index=False)
+        frame.to_csv(self.root / "results.csv", index=False)
+        return frame

@@ -1,0 +1,103 @@
+"""Small statistical helpers shared by every tier: bootstrap intervals and log-log power-law fits.
+
+Everything is float64 numpy. Bootstrap intervals are percentile intervals over resampled units
+(examples, instances or trajectories), with a seeded generator so results are reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def bootstrap_ci(
+    units: np.ndarray,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over the first axis of ``units``."""
+    units = np.asarray(units, dtype=np.float64)
+    if units.shape[0] == 0:
+        raise ValueError("bootstrap_ci needs at least one unit")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, units.shape[0], size=(n_boot, units.shape[0]))
+    stats = np.array([statistic(units[i]) for i in idx], dtype=np.float64)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """Fit of log y = log c + Σ_k a_k log x_k by least squares, with bootstrap CIs per exponent."""
+
+    names: tuple[str, ...]
+    exponents: tuple[float, ...]
+    cis: tuple[tuple[float, float], ...]
+    log_prefactor: float
+    r2: float
+    n: int
+
+    def exponent(self, name: str) -> float:
+        return self.exponents[self.names.index(name)]
+
+    def ci(self, name: str) -> tuple[float, float]:
+        return self.cis[self.names.index(name)]
+
+
+def _lstsq_loglog(logy: np.ndarray, logx: np.ndarray) -> np.ndarray:
+    design = np.column_stack([np.ones_like(logy), logx])
+    coef, *_ = np.linalg.lstsq(design, logy, rcond=None)
+    return coef
+
+
+def fit_power_law(
+    y: Sequence[float],
+    regressors: dict[str, Sequence[float]],
+    groups: Sequence[int] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> PowerLawFit:
+    """Regress log y on log of each regressor; bootstrap over ``groups`` (default: over points).
+
+    Resampling whole groups (e.g. all ε values of one random instance) keeps correlated points
+    together so the interval is not falsely narrow. The point estimate always lies inside the
+    reported interval: the interval is widened to include it if the bootstrap distribution is skewed.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    names = tuple(regressors)
+    logx = np.column_stack([np.log(np.asarray(regressors[k], dtype=np.float64)) for k in names])
+    if np.any(y <= 0) or not np.all(np.isfinite(logx)):
+        raise ValueError("fit_power_law needs positive y and positive regressors")
+    logy = np.log(y)
+    coef = _lstsq_loglog(logy, logx)
+    resid = logy - np.column_stack([np.ones_like(logy), logx]) @ coef
+    ss_tot = float(np.sum((logy - logy.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0
+
+    groups_arr = np.arange(len(y)) if groups is None else np.asarray(groups)
+    unique = np.unique(groups_arr)
+    members = [np.flatnonzero(groups_arr == g) for g in unique]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(unique), size=len(unique))
+        idx = np.concatenate([members[p] for p in pick])
+        sub = logx[idx]
+        # A resample whose regressor does not vary cannot identify its exponent: skip it.
+        if np.linalg.matrix_rank(np.column_stack([np.ones(len(idx)), sub])) < sub.shape[1] + 1:
+            continue
+        boots.append(_lstsq_loglog(logy[idx], sub)[1:])
+    boots_arr = np.array(boots) if boots else np.full((1, len(names)), np.nan)
+    alpha = (1.0 - level) / 2.0
+    cis = []
+    for k in range(len(names)):
+        lo, hi = np.nanquantile(boots_arr[:, k], [alpha, 1.0 - alpha])
+        est = coef[1 + k]
+        cis.append((float(min(lo, est)), float(max(hi, est))))
+    return PowerLawFit(names, tuple(float(c) for c in coef[1:]), tuple(cis), float(coef[0]), r2, len(y))
