@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ class ResultsTable:
         self.rows_dir = self.root / "rows"
         self.rows_dir.mkdir(parents=True, exist_ok=True)
         self.key_fields = tuple(key_fields)
+        # A writer killed between mkstemp and os.replace leaves a partial temp file: never a row,
+        # so it is removed here (one writer per table is assumed) and reported.
+        stale = sorted(self.rows_dir.glob("*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            warnings.warn(f"{self.rows_dir}: removed {len(stale)} partial row file(s) left by an "
+                          "interrupted writer; their rows will be recomputed", stacklevel=2)
 
     def _path(self, key: Mapping[str, Any]) -> Path:
         return self.rows_dir / f"{_key_id(key)}.parquet"
