@@ -1,12 +1,128 @@
-"""`talr-theory tokens` (placeholder: being built; see the open issues)."""
+"""`talr-theory tokens`: teacher-forced token probabilities of an SFT dataset and the estimate of s.
+
+Example:
+    talr-theory tokens --model smollm2-135m --data medcalc-synth:52 --format label --json -
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from talr_theory.commands._common import add_json_flag, human_stream, write_json
+from talr_theory.configs import add_dataclass_args, dataclass_from_args, to_dict
+
+
+@dataclass
+class TokensConfig:
+    model: str = field(default="smollm2-135m", metadata={
+        "help": "model spec: smollm2-135m, stories260k, tiny-random[:SEED], a .gguf path, a HF folder or hub id"})
+    data: str = field(default="medcalc-synth", metadata={
+        "help": "data spec: medcalc-synth[:N], medcalc-bench, or a .csv/.jsonl path"})
+    format: Literal["cot", "label"] = field(default="cot", metadata={
+        "help": "medical datasets: 'cot' = explanation then 'Answer: X'; 'label' = 'Answer: X' only"})
+    template: Literal["none", "chat"] = field(default="none", metadata={
+        "help": "'none': ids = tokenizer(prompt) + tokenizer(response, no special tokens); 'chat': chat template"})
+    prompt_field: str | None = field(default=None, metadata={"help": "prompt field/column of a .jsonl/.csv (default 'prompt')"})
+    response_field: str | None = field(default=None, metadata={"help": "response field/column (default 'response')"})
+    split: str | None = field(default=None, metadata={"help": "'train' or 'eval' side of the deterministic split (default: all)"})
+    limit: int | None = field(default=None, metadata={"help": "keep at most N examples"})
+    max_length: int | None = field(default=None, metadata={"help": "truncate sequences to N tokens (counted and reported)"})
+    thresholds: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.5), metadata={"help": "thresholds θ for s(θ)"})
+    batch_size: int = field(default=8, metadata={"help": "examples per forward pass"})
+    bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (fp32 is the default for statistics)"})
+    entropy: bool = field(default=False, metadata={"help": "also record the predictive entropy at each target position"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when present)"})
+    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs"})
+    seed: int = field(default=0, metadata={"help": "seed for data generation/ordering/split and the bootstrap"})
+    hardest: int = field(default=10, metadata={"help": "how many hardest tokens to list"})
+    out: str | None = field(default=None, metadata={
+        "help": "folder for tokens.parquet, per_example.csv, hardest.csv and summary.json"})
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("tokens", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "tokens", help="token-difficulty scan of an SFT dataset and the estimate of s",
+        description="Teacher-forced probability of every supervised response token, s(θ) = mean number of "
+        "tokens with p < θ per example (bootstrap CIs over examples), quantiles and the hardest tokens.")
+    add_dataclass_args(parser, TokensConfig)
+    add_json_flag(parser)
     parser.set_defaults(func=run)
 
 
+def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
+    """Run the scan; returns (summary dict, artifacts dict with the tables)."""
+    from talr_theory.data.encode import encode_examples
+    from talr_theory.data.sft import load_sft
+    from talr_theory.models import load_model
+    from talr_theory.tokens.scanner import scan_tokens
+    from talr_theory.tokens.stats import hardest_tokens, per_example_counts, s_statistics, token_summary
+
+    examples = load_sft(cfg.data, format=cfg.format, prompt_field=cfg.prompt_field,
+                        response_field=cfg.response_field, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
+    t0 = time.perf_counter()
+    loaded = load_model(cfg.model, device=cfg.device)
+    load_s = time.perf_counter() - t0
+    enc = encode_examples(examples, loaded.tokenizer, template=cfg.template, max_length=cfg.max_length)
+    if not enc.examples:
+        raise ValueError("no example has a supervised token left after truncation; raise --max-length")
+    t0 = time.perf_counter()
+    table = scan_tokens(loaded, enc.examples, batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
+                        with_entropy=cfg.entropy, progress=progress)
+    scan_s = time.perf_counter() - t0
+    s = s_statistics(table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed)
+    summ = token_summary(table, n_boot=cfg.n_boot, seed=cfg.seed)
+    hard = hardest_tokens(table, enc.examples, loaded.tokenizer, k=cfg.hardest)
+    summary = {
+        "n_examples": summ["n_examples"],
+        "n_target_tokens": summ["n_target_tokens"],
+        "s": {f"{th:g}": {"mean": v["mean"], "ci": list(v["ci"])} for th, v in s.items()},
+        "median_p": summ["median_p"],
+        "frac_p_gt_0.2": summ["frac_p_gt_0.2"],
+        "frac_p_gt_0.2_ci": list(summ["frac_p_gt_0.2_ci"]),
+        "quantiles_p": summ["quantiles_p"],
+        "mean_nll": summ["mean_nll"],
+        "tokens_per_example": summ["tokens_per_example"],
+        "truncated_examples": enc.n_truncated,
+        "truncated_ids": enc.truncated_ids,
+        "dropped_examples": len(enc.dropped_ids),
+        "dropped_ids": enc.dropped_ids,
+        "hardest_tokens": [{"example_id": r.example_id, "position": int(r.position), "token": r.token_text,
+                            "p": float(r.p), "context": r.context} for r in hard.itertuples()],
+        "model": {"spec": cfg.model, "n_params": loaded.n_params, "device": str(loaded.device),
+                  "dtype": str(loaded.dtype).replace("torch.", "")},
+        "scan": {**table.attrs.get("scan", {}), "seconds": scan_s, "model_load_seconds": load_s,
+                 "real_tokens_per_s": table.attrs.get("scan", {}).get("n_real_tokens", 0) / scan_s if scan_s else None},
+        "config": to_dict(cfg),
+    }
+    table = table.assign(dataset=cfg.data, format=cfg.format, model=cfg.model, template=cfg.template)
+    return summary, {"tokens": table, "per_example": per_example_counts(table, cfg.thresholds), "hardest": hard}
+
+
 def run(args) -> int:
-    raise NotImplementedError("talr-theory tokens is not built yet")
+    cfg = dataclass_from_args(TokensConfig, args)
+    stream = human_stream(args.json)
+    summary, art = analyze(cfg)
+    if cfg.out:
+        from pathlib import Path
+
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table = art["tokens"]
+        table.attrs = {}
+        table.to_parquet(out / "tokens.parquet", index=False)
+        art["per_example"].to_csv(out / "per_example.csv", index=False)
+        art["hardest"].to_csv(out / "hardest.csv", index=False)
+        write_json(summary, str(out / "summary.json"))
+    s_text = ", ".join(f"s({k})={v['mean']:.2f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" for k, v in summary["s"].items())
+    print(f"{cfg.model} on {cfg.data} ({cfg.format}, template {cfg.template}): {summary['n_examples']} examples, "
+          f"{summary['n_target_tokens']} target tokens, median p {summary['median_p']:.3f}, "
+          f"frac p>0.2 {summary['frac_p_gt_0.2']:.3f}", file=stream)
+    print(f"  {s_text}", file=stream)
+    print(f"  truncated {summary['truncated_examples']}, dropped {summary['dropped_examples']}; "
+          f"scan {summary['scan']['seconds']:.1f} s ({summary['scan']['real_tokens_per_s']:.0f} tok/s)", file=stream)
+    if cfg.out:
+        print(f"  tables written to {cfg.out}", file=stream)
+    write_json(summary, args.json)
+    return 0

@@ -1,0 +1,143 @@
+"""Figures of the training sweeps (seaborn): trade-off, dynamics, fraction of easy tokens.
+
+All functions take the tidy sweep table (one row per method, lr, seed, step, wise_alpha; see
+``training.sweep``) and return a matplotlib Figure; ``save_sweep_figures`` writes the three of them.
+
+- ``plot_tradeoff``: domain gain Δ* (x) against general degradation ΔL(P1) (y) at the last checkpoint,
+  per method (colour) and learning rate (marker) — the analog of the paper's Fig. 1/2 and Tables 1–2.
+- ``plot_dynamics``: Δ* and ΔL(P1) over training steps, one panel per method, colour = learning rate.
+- ``plot_frac_easy``: fraction of target tokens with p > 0.2 over epochs (the paper's Fig. 3c analog).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
+    frame = frame.copy()
+    frame["run"] = frame["method"].astype(str)
+    wise = frame["method"].eq("wise-ft")
+    if wise.any():
+        frame.loc[wise, "run"] = [f"wise-ft α={a:g}" for a in frame.loc[wise, "wise_alpha"]]
+    frame["lr_label"] = frame["lr"].map("{:g}".format)
+    return frame
+
+
+def general_metric(frame: pd.DataFrame) -> str:
+    """The ΔL(P1) column to show: KL on base-model samples when measured, else the real-text change."""
+    for col in ("kl_base", "delta_L_text"):
+        if col in frame.columns and frame[col].notna().any():
+            return col
+    raise ValueError("the sweep table has neither kl_base nor delta_L_text (no general data was measured)")
+
+
+GENERAL_LABEL = {"kl_base": "ΔL(P1) = KL(q0‖qθ) on base samples [nats/sample]",
+                 "delta_L_text": "ΔL(P1) on real text [nats/token]"}
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The last checkpoint of every run (method, lr, seed, wise_alpha)."""
+    frame = _ok(frame)
+    idx = frame.groupby(["method", "lr", "seed", "wise_alpha"])["step"].idxmax()
+    return frame.loc[idx].reset_index(drop=True)
+
+
+def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per method and LR (mean over seeds) at the last checkpoint: Δ*, ΔL(P1) and the auxiliary columns."""
+    last = final_rows(frame)
+    cols = [c for c in ("delta_star", "delta_star_per_token", "delta_L_text", "kl_base", "kl_base_se",
+                        "accuracy", "frac_p_gt_0.2", "mean_weight", "effective_lr") if c in last.columns]
+    return last.groupby(["run", "lr"])[cols].mean().reset_index()
+
+
+def format_tradeoff_table(rows) -> str:
+    """Plain-text table of the per-(method, lr) summary (list of dicts or a DataFrame)."""
+    frame = pd.DataFrame(rows)
+    if "run" not in frame.columns and "method" in frame.columns:
+        frame = frame.assign(run=frame["method"])
+        if "wise_alpha" in frame.columns:
+            wise = frame["method"].eq("wise-ft")
+            if wise.any():
+                frame.loc[wise, "run"] = [f"wise-ft α={a:g}" for a in frame.loc[wise, "wise_alpha"]]
+    keep = [c for c in ("run", "lr", "delta_star", "delta_L_text", "kl_base", "kl_base_se", "accuracy",
+                        "frac_p_gt_0.2", "mean_weight") if c in frame.columns]
+    return frame[keep].sort_values(["run", "lr"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def plot_tradeoff(frame: pd.DataFrame, general: str | None = None):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    last = final_rows(frame)
+    general = general or general_metric(frame)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    sns.scatterplot(data=last, x="delta_star", y=general, hue="run", style="lr_label", s=80, ax=ax)
+    if general == "kl_base" and "kl_base_se" in last.columns:
+        ax.errorbar(last["delta_star"], last[general], yerr=last["kl_base_se"], fmt="none", ecolor="0.6",
+                    zorder=0)
+    ax.axhline(0.0, color="0.8", lw=0.8)
+    ax.set_xlabel("domain gain Δ* [nats/example] (higher = better domain fit)")
+    ax.set_ylabel(GENERAL_LABEL[general] + "\n(lower = less forgetting)")
+    ax.set_title("Domain gain vs general degradation (last checkpoint)")
+    ax.legend(fontsize=7, title_fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_dynamics(frame: pd.DataFrame, general: str | None = None):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = _ok(frame)
+    general = general or general_metric(frame)
+    long = data.melt(id_vars=["run", "lr_label", "seed", "step"], value_vars=["delta_star", general],
+                     var_name="metric", value_name="value")
+    long["metric"] = long["metric"].map({"delta_star": "Δ* [nats/example]", general: GENERAL_LABEL[general]})
+    grid = sns.relplot(data=long, x="step", y="value", hue="lr_label", row="metric", col="run", kind="line",
+                       marker="o", height=2.4, aspect=1.15, facet_kws={"sharey": "row"})
+    grid.set_titles("{col_name}")
+    for (metric, _), ax in grid.axes_dict.items():
+        ax.set_ylabel(metric, fontsize=7)
+    grid.figure.suptitle("Training dynamics: domain gain and general degradation", y=1.02)
+    return grid.figure
+
+
+def plot_frac_easy(frame: pd.DataFrame, threshold: float = 0.2):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = _ok(frame)
+    col = f"train_frac_p_gt_{threshold:g}" if f"train_frac_p_gt_{threshold:g}" in data.columns \
+        else f"frac_p_gt_{threshold:g}"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(data=data, x="epoch", y=col, hue="run", style="lr_label", marker="o", ax=ax)
+    ax.set_xlabel("epoch")
+    where = "training" if col.startswith("train_") else "held-out"
+    ax.set_ylabel(f"fraction of target tokens with p > {threshold:g} ({where})")
+    ax.set_title("Easy-token fraction over training")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def save_sweep_figures(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """Draw the three figures into ``folder`` (PNG); return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fn in (("tradeoff", plot_tradeoff), ("dynamics", plot_dynamics), ("frac_easy", plot_frac_easy)):
+        fig = fn(frame)
+        path = folder / f"sweep_{name}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,159 @@
+"""Checkpoint measurements: domain gain Δ*, general degradation ΔL(P1), accuracy, token ease.
+
+Units (all natural logs):
+
+- ``domain_nll``            mean NLL per supervised target token on held-out domain examples.
+- ``domain_nll_per_example`` mean over held-out examples of the response code length Σ_t -log q(z_t)
+  (the paper's L_q(z) for a response z).
+- ``delta_star``            domain gain Δ* = base code length - current code length, nats per example
+  (positive = the model compresses the domain better). ``delta_star_per_token`` is the per-token version.
+- ``general_nll`` / ``delta_L_text``  mean token NLL on real general text blocks and its change from the
+  base model (nats per token; positive = degradation).
+- ``kl_base`` / ``kl_base_se``  KL(q0 || qθ) in nats per sample, Monte Carlo over fixed samples from the
+  base model q0 (= ΔL(P1) with P1 = q0), with the standard error of the mean over samples;
+  ``kl_base_per_token`` divides by the mean sample length.
+- ``frac_p_gt_0.2`` / ``train_frac_p_gt_0.2``  fraction of target tokens with p > 0.2 on held-out and on
+  a fixed subset of the training examples (the paper's Fig. 3c statistic).
+- ``accuracy``              greedy-decoding accuracy on a few held-out examples with checkable answers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from talr_theory.training.objectives import token_nll
+
+
+def _batches(examples: list, batch_size: int):
+    for i in range(0, len(examples), batch_size):
+        yield examples[i:i + batch_size]
+
+
+@torch.no_grad()
+def per_example_nll(model, examples: list, pad_id: int = 0, batch_size: int = 8, bf16_autocast: bool = False,
+                    p_threshold: float = 0.2) -> pd.DataFrame:
+    """One teacher-forced pass: per example, supervised token count, Σ NLL, mean NLL, # tokens with p > threshold.
+
+    NLL sums are accumulated in float64. Examples with no supervised token get NaN mean NLL.
+    """
+    from talr_theory.data.encode import collate
+
+    device = next(model.parameters()).device
+    log_threshold = -math.log(p_threshold)
+    rows = []
+    was_training = model.training
+    model.eval()
+    for chunk in _batches(examples, batch_size):
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16_autocast else torch.autocast(
+            device.type, enabled=False)
+        with ctx:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        nll, mask = token_nll(logits, batch["labels"])
+        nll64 = nll.double() * mask
+        sums = nll64.sum(dim=1).cpu().numpy()
+        counts = mask.sum(dim=1).cpu().numpy()
+        easy = ((nll < log_threshold) & mask).sum(dim=1).cpu().numpy()
+        for ex, s, n, e in zip(chunk, sums, counts, easy):
+            rows.append({"example_id": ex.example_id, "n_tokens": int(n), "sum_nll": float(s),
+                         "mean_nll": float(s / n) if n else math.nan, "n_p_gt": int(e)})
+    model.train(was_training)
+    return pd.DataFrame(rows, columns=["example_id", "n_tokens", "sum_nll", "mean_nll", "n_p_gt"])
+
+
+def kl_from_samples(base_sum_logprob: np.ndarray, current: pd.DataFrame) -> dict:
+    """Monte Carlo KL(q0 || qθ) from samples z ~ q0: mean of log q0(z) - log qθ(z), with its standard error."""
+    diff = np.asarray(base_sum_logprob, dtype=np.float64) + current["sum_nll"].to_numpy(np.float64)
+    n = diff.shape[0]
+    mean_len = float(current["n_tokens"].mean())
+    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return {"kl_base": float(diff.mean()), "kl_base_se": se,
+            "kl_base_per_token": float(diff.mean() / mean_len) if mean_len else math.nan,
+            "n_samples": int(n)}
+
+
+class CheckpointEvaluator:
+    """Measures a model at checkpoints against the base model (call ``set_baseline`` first).
+
+    ``domain_eval``: held-out domain ``EncodedExample``s. ``general_text``: real-text blocks (or None).
+    ``samples``: ``ModelSamples`` drawn from the base model (or None). ``train_probe``: a fixed subset of
+    training examples for the p > 0.2 fraction on training data. ``accuracy_items``: list of
+    ``(prompt_ids, meta)`` whose answers ``data.answers.is_correct`` can check (needs ``tokenizer``).
+    Use as ``train(..., evaluator=ev)``: ``ev(model, step) -> dict`` of the metrics in the module docs.
+    """
+
+    def __init__(self, domain_eval: list, general_text: list | None = None, samples=None,
+                 train_probe: list | None = None, accuracy_items: list | None = None, tokenizer=None,
+                 pad_id: int = 0, batch_size: int = 8, bf16_autocast: bool = False, max_new_tokens: int = 96,
+                 p_threshold: float = 0.2):
+        if not domain_eval:
+            raise ValueError("CheckpointEvaluator needs at least one held-out domain example")
+        if accuracy_items and tokenizer is None:
+            raise ValueError("accuracy needs the tokenizer to decode generations")
+        self.domain_eval, self.general_text, self.samples = domain_eval, general_text, samples
+        self.train_probe, self.accuracy_items, self.tokenizer = train_probe, accuracy_items or [], tokenizer
+        self.pad_id, self.batch_size, self.bf16 = pad_id, batch_size, bf16_autocast
+        self.max_new_tokens, self.p_threshold = max_new_tokens, p_threshold
+        self.baseline: dict | None = None
+
+    def _nll(self, model, examples):
+        return per_example_nll(model, examples, pad_id=self.pad_id, batch_size=self.batch_size,
+                               bf16_autocast=self.bf16, p_threshold=self.p_threshold)
+
+    @torch.no_grad()
+    def accuracy(self, model) -> float:
+        from talr_theory.data.answers import is_correct
+
+        device = next(model.parameters()).device
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        correct = 0
+        for prompt_ids, meta in self.accuracy_items:
+            ids = torch.tensor([prompt_ids], device=device)
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=self.max_new_tokens, eos_token_id=eos, pad_token_id=self.pad_id)
+            text = self.tokenizer.decode(out[0, len(prompt_ids):], skip_special_tokens=True)
+            correct += bool(is_correct(text, meta))
+        return correct / len(self.accuracy_items)
+
+    def measure(self, model) -> dict:
+        """Absolute measurements (no baseline needed)."""
+        t = self.p_threshold
+        dom = self._nll(model, self.domain_eval)
+        m = {"domain_nll": float(dom["sum_nll"].sum() / max(dom["n_tokens"].sum(), 1)),
+             "domain_nll_per_example": float(dom["sum_nll"].mean()),
+             f"frac_p_gt_{t:g}": float(dom["n_p_gt"].sum() / max(dom["n_tokens"].sum(), 1))}
+        if self.general_text:
+            gen = self._nll(model, self.general_text)
+            m["general_nll"] = float(gen["sum_nll"].sum() / max(gen["n_tokens"].sum(), 1))
+        if self.samples is not None:
+            cur = self._nll(model, self.samples.examples)
+            m.update(kl_from_samples(self.samples.base_sum_logprob, cur))
+        if self.train_probe:
+            tr = self._nll(model, self.train_probe)
+            m["train_domain_nll"] = float(tr["sum_nll"].sum() / max(tr["n_tokens"].sum(), 1))
+            m[f"train_frac_p_gt_{t:g}"] = float(tr["n_p_gt"].sum() / max(tr["n_tokens"].sum(), 1))
+        if self.accuracy_items:
+            m["accuracy"] = self.accuracy(model)
+            m["n_accuracy"] = len(self.accuracy_items)
+        return m
+
+    def set_baseline(self, model) -> dict:
+        self.baseline = self.measure(model)
+        return self.baseline
+
+    def __call__(self, model, step: int) -> dict:
+        if self.baseline is None:
+            raise RuntimeError("CheckpointEvaluator.set_baseline(base_model) must run before training")
+        m = self.measure(model)
+        b = self.baseline
+        m["delta_star"] = b["domain_nll_per_example"] - m["domain_nll_per_example"]
+        m["delta_star_per_token"] = b["domain_nll"] - m["domain_nll"]
+        if "general_nll" in m:
+            m["delta_L_text"] = m["general_nll"] - b["general_nll"]
+        if "accuracy" in m:
+            m["delta_accuracy"] = m["accuracy"] - b["accuracy"]
+        return m

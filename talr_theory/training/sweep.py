@@ -1,0 +1,282 @@
+"""Resumable sweeps over methods × learning rates × seeds, one results row per checkpoint.
+
+``run_sweep(config)`` loads the model and the data once, measures the base model once (the baseline
+of every Δ), then trains each (method, lr, seed) from a fresh copy of the base model with
+``training.core.train``. Each checkpoint row — keyed by (method, lr, seed, step, wise_alpha) — is
+appended atomically with the resolved config through ``talr_theory.results.ResultsTable``.
+
+Resuming: a run whose rows are all present (or that has a recorded failure row) is skipped; a run
+that was interrupted is retrained from its seed (training is deterministic on a given machine) and
+only the missing rows are written, so a sweep killed at any moment and rerun with the same command
+ends with exactly one row per key. Runs whose loss becomes NaN/inf stop and leave one failure row.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talr_theory.configs import to_dict
+from talr_theory.training.config import METHODS, TrainConfig, checkpoint_steps
+
+KEY_FIELDS = ("method", "lr", "seed", "step", "wise_alpha")
+
+
+@dataclass
+class SweepConfig:
+    """What to sweep over and how to measure; the per-run training options live in ``train``."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "model spec (smollm2-135m, stories260k, "
+                                                                   "tiny-random, a path or a hub id)"})
+    data: str = field(default="medcalc-synth", metadata={"help": "SFT data spec (medcalc-synth[:N], "
+                                                                 "medcalc-bench, a .csv or .jsonl)"})
+    format: str = field(default="cot", metadata={"help": "response format for medical data",
+                                                  "choices": ("cot", "label")})
+    template: str = field(default="none", metadata={"help": "prompt template", "choices": ("none", "chat")})
+    methods: tuple[str, ...] = field(default=("sft", "talr"), metadata={"help": "methods: " + ",".join(METHODS)})
+    lrs: tuple[float, ...] = field(default=(1e-5, 1e-4), metadata={"help": "learning rates"})
+    seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "seeds"})
+    n_train: int = field(default=64, metadata={"help": "training examples (0: all of the train split)"})
+    n_eval: int = field(default=32, metadata={"help": "held-out domain examples (0: all of the eval split)"})
+    max_length: int = field(default=512, metadata={"help": "truncate encoded examples to this many tokens "
+                                                           "(0: no limit; truncations are reported)"})
+    general_text: str = field(default="auto", metadata={"help": "general text for ΔL(P1): auto, wikitext, "
+                                                                "tinyshakespeare, fallback, a path, or none"})
+    general_blocks: int = field(default=16, metadata={"help": "general-text blocks"})
+    block_len: int = field(default=128, metadata={"help": "tokens per general-text block"})
+    n_samples: int = field(default=16, metadata={"help": "base-model samples for KL(q0||qθ) (0: off)"})
+    sample_len: int = field(default=64, metadata={"help": "max new tokens per base-model sample"})
+    n_accuracy: int = field(default=0, metadata={"help": "held-out examples scored by greedy decoding "
+                                                         "(0: off; needs checkable answers)"})
+    max_new_tokens: int = field(default=96, metadata={"help": "generation budget for accuracy"})
+    train_probe: int = field(default=16, metadata={"help": "training examples re-scored at checkpoints "
+                                                           "(frac p>0.2 on training data)"})
+    eval_batch_size: int = field(default=8, metadata={"help": "batch size of evaluation passes"})
+    out: str = field(default="runs/sweep", metadata={"help": "output folder (rows, results.parquet/csv)"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 (default: auto)"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> SweepConfig:
+        def bad(name, value, expected):
+            raise ValueError(f"invalid sweep config: {name}={value!r}; expected {expected}")
+
+        if not self.methods:
+            bad("methods", self.methods, "at least one method")
+        for m in self.methods:
+            if m not in METHODS:
+                bad("methods", m, f"methods among {', '.join(METHODS)}")
+        if not self.lrs:
+            bad("lrs", self.lrs, "at least one learning rate")
+        if not self.seeds:
+            bad("seeds", self.seeds, "at least one seed")
+        for name in ("n_train", "n_eval", "max_length", "n_samples", "n_accuracy", "train_probe"):
+            if getattr(self, name) < 0:
+                bad(name, getattr(self, name), "an integer >= 0")
+        for name in ("general_blocks", "block_len", "sample_len", "eval_batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                bad(name, getattr(self, name), "an integer >= 1")
+        # Every run's training config must be valid before any work starts.
+        for run in self.runs():
+            run.validate()
+        return self
+
+    def runs(self) -> list[TrainConfig]:
+        return [dataclasses.replace(self.train, method=m, lr=float(lr), seed=int(s))
+                for m in self.methods for lr in self.lrs for s in self.seeds]
+
+
+def expected_keys(run: TrainConfig) -> list[dict]:
+    alphas = run.wise_alphas if run.method == "wise-ft" else (1.0,)
+    return [{"method": run.method, "lr": float(run.lr), "seed": int(run.seed), "step": int(s),
+             "wise_alpha": float(a)} for s in checkpoint_steps(run.steps, run.eval_every) for a in alphas]
+
+
+def load_config_file(path: str) -> dict:
+    """Flat JSON or TOML mapping of SweepConfig/TrainConfig field names to values."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"sweep config file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError as err:  # Python 3.10
+            raise ValueError(f"{p}: reading TOML needs Python >= 3.11 (tomllib); use JSON") from err
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{p}: invalid TOML: {err}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a mapping of option names to values, got {type(data).__name__}")
+    return data
+
+
+def build_config(values: dict, source: str = "config") -> SweepConfig:
+    """A SweepConfig from a flat mapping (sweep and training fields mixed); unknown keys are errors."""
+    sweep_fields = {f.name: f for f in dataclasses.fields(SweepConfig) if f.name != "train"}
+    train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    sweep_kwargs, train_kwargs = {}, {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name in ("method", "lr", "seed"):
+            raise ValueError(f"{source}: {key!r} is set per run; use {name}s (a list) instead")
+        if name in sweep_fields:
+            if name in ("methods", "lrs", "seeds") and isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if name in ("methods", "lrs", "seeds"):
+                cast = {"methods": str, "lrs": float, "seeds": int}[name]
+                try:
+                    value = tuple(cast(v) for v in value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{source}: {key}={value!r} is not a list of {cast.__name__}") from None
+            sweep_kwargs[name] = value
+        elif name in train_fields:
+            if name == "wise_alphas" and not isinstance(value, (list, tuple)):
+                value = (value,)
+            if name == "wise_alphas":
+                value = tuple(float(v) for v in value)
+            if name == "tau":
+                value = str(value)
+            train_kwargs[name] = value
+        else:
+            raise ValueError(f"{source}: unknown option {key!r}; expected one of "
+                             f"{', '.join(sorted(set(sweep_fields) | set(train_fields) - {'method', 'lr', 'seed'}))}")
+    return SweepConfig(**sweep_kwargs, train=TrainConfig(**train_kwargs))
+
+
+def _run_config_dict(config: SweepConfig, run: TrainConfig) -> dict:
+    d = to_dict(config)
+    d["train"] = to_dict(run)
+    return d
+
+
+def run_sweep(config: SweepConfig, progress: bool = True, log=sys.stderr) -> dict:
+    """Run (or resume) the sweep; return a summary dict (the ``--json`` payload)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from talr_theory.data.encode import encode_examples
+    from talr_theory.data.general import load_general_text, sample_from_model
+    from talr_theory.data.sft import load_sft
+    from talr_theory.models import load_model, pad_token_id
+    from talr_theory.results import ResultsTable
+    from talr_theory.training.core import train
+    from talr_theory.training.evaluation import CheckpointEvaluator
+
+    config.validate()
+    runs = config.runs()
+    table = ResultsTable(config.out, KEY_FIELDS)
+    existing = table.load()
+    failed_runs = set()
+    if len(existing) and "status" in existing.columns:
+        for _, r in existing[existing["status"] == "failed"].iterrows():
+            failed_runs.add((r["method"], float(r["lr"]), int(r["seed"])))
+    todo = [r for r in runs if (r.method, r.lr, r.seed) not in failed_runs
+            and not all(table.has(k) for k in expected_keys(r))]
+    summary = {"out": str(Path(config.out).resolve()), "n_runs": len(runs), "n_skipped": len(runs) - len(todo)}
+    print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do -> {config.out}",
+          file=log)
+
+    if todo:
+        loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+        tok, pad = loaded.tokenizer, pad_token_id(loaded.tokenizer)
+        limit = lambda n: n if n > 0 else None  # noqa: E731
+        train_sft = load_sft(config.data, format=config.format, split="train", limit=limit(config.n_train))
+        eval_sft = load_sft(config.data, format=config.format, split="eval", limit=limit(config.n_eval))
+        max_len = config.max_length or None
+        enc_train = encode_examples(train_sft, tok, template=config.template, max_length=max_len)
+        enc_eval = encode_examples(eval_sft, tok, template=config.template, max_length=max_len)
+        for name, enc in (("train", enc_train), ("eval", enc_eval)):
+            if enc.n_truncated:
+                print(f"sweep: {enc.n_truncated} {name} examples truncated to {max_len} tokens"
+                      f"{f', {len(enc.dropped_ids)} dropped (no response left)' if enc.dropped_ids else ''}",
+                      file=log)
+        if not enc_train.examples or not enc_eval.examples:
+            raise ValueError(f"data {config.data!r}: no train or no eval examples left after encoding")
+        general = None
+        if config.general_text != "none":
+            general = load_general_text(tok, config.general_text, config.general_blocks, config.block_len)
+            print(f"sweep: general text = {general.source}, {len(general.examples)} blocks", file=log)
+        samples = None
+        if config.n_samples > 0:
+            samples = sample_from_model(loaded.model, tok, config.n_samples, config.sample_len, seed=0,
+                                        batch_size=config.eval_batch_size, pad_id=pad)
+        accuracy_items = []
+        if config.n_accuracy > 0:
+            for ex, enc in zip(eval_sft, enc_eval.examples):
+                if len(accuracy_items) == config.n_accuracy:
+                    break
+                if "lower" in ex.meta and enc.example_id == ex.example_id:
+                    prompt_ids = [t for t, lab in zip(enc.input_ids, enc.labels) if lab == -100]
+                    accuracy_items.append((prompt_ids, ex.meta))
+            if not accuracy_items:
+                print("sweep: no held-out example has a checkable answer; accuracy is off", file=log)
+        evaluator = CheckpointEvaluator(
+            enc_eval.examples, general.examples if general else None, samples,
+            enc_train.examples[: config.train_probe] if config.train_probe else None, accuracy_items, tok,
+            pad_id=pad, batch_size=config.eval_batch_size, bf16_autocast=config.train.bf16_autocast,
+            max_new_tokens=config.max_new_tokens)
+        print("sweep: measuring the base model", file=log)
+        baseline = evaluator.set_baseline(loaded.model)
+        summary["baseline"] = baseline
+        flow_cache: dict = {}
+        for run in tqdm(todo, desc="sweep runs", disable=not progress):
+            cfg_dict = _run_config_dict(config, run)
+
+            def on_checkpoint(row, _model, cfg_dict=cfg_dict):
+                key = table.key_of(row)
+                key = {**key, "lr": float(key["lr"]), "wise_alpha": float(key["wise_alpha"])}
+                if not table.has(key):
+                    record = dict(row, lr=float(row["lr"]), model=config.model, data=config.data,
+                                  format=config.format, n_train=len(enc_train.examples),
+                                  n_eval=len(enc_eval.examples))
+                    table.append(record, cfg_dict)
+
+            if run.method == "flow" and run.flow_tau not in flow_cache:
+                from talr_theory.training.evaluation import per_example_nll
+                from talr_theory.training.objectives import flow_example_weights
+
+                base = per_example_nll(loaded.model, enc_train.examples, pad_id=pad,
+                                       batch_size=config.eval_batch_size)
+                w, _ = flow_example_weights(base["mean_nll"].to_numpy().copy(), tau=run.flow_tau or None)
+                flow_cache[run.flow_tau] = dict(zip(base["example_id"], w.tolist()))
+            model = copy.deepcopy(loaded.model)
+            torch.manual_seed(run.seed)
+            result = train(model, enc_train.examples, run, evaluator=evaluator, on_checkpoint=on_checkpoint,
+                           pad_id=pad, flow_weights=flow_cache.get(run.flow_tau) if run.method == "flow" else None,
+                           progress=progress, progress_desc=f"{run.method} lr={run.lr:g} seed={run.seed}")
+            if result.status != "ok":
+                print(f"sweep: {run.method} lr={run.lr:g} seed={run.seed} FAILED: {result.failure}", file=log)
+            del model, result
+
+    frame = table.consolidate()
+    summary.update(final_summary(frame))
+    return summary
+
+
+def final_summary(frame) -> dict:
+    """Per (method, lr): the last checkpoint's Δ*, ΔL(P1) (text and KL) averaged over seeds."""
+    if frame is None or not len(frame):
+        return {"n_rows": 0, "final": []}
+    cols = [c for c in ("delta_star", "delta_star_per_token", "delta_L_text", "kl_base", "kl_base_se",
+                        "accuracy", "frac_p_gt_0.2", "mean_weight") if c in frame.columns]
+    ok = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
+    rows = []
+    if len(ok):
+        last = ok.loc[ok.groupby(["method", "lr", "seed", "wise_alpha"])["step"].idxmax()]
+        agg = last.groupby(["method", "lr", "wise_alpha"])[cols].mean().reset_index()
+        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                for r in agg.to_dict(orient="records")]
+    n_failed = int((frame["status"] == "failed").sum()) if "status" in frame.columns else 0
+    return {"n_rows": int(len(frame)), "n_failed_rows": n_failed, "final": rows}

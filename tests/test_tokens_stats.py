@@ -1,0 +1,64 @@
+"""s(θ), summaries and contrasts on hand-built token tables, checked against direct counting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from talr_theory.tokens.stats import contrast, hardest_tokens, per_example_counts, s_statistics, token_summary
+
+
+def _table(seed=0, n_examples=30):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n_examples):
+        n = int(rng.integers(1, 40))
+        p = np.where(rng.random(n) < 0.2, rng.random(n) * 0.3, 1 - rng.random(n) * 0.05)
+        for t, pv in enumerate(p):
+            rows.append({"example_id": f"ex{e}", "position": 10 + t, "p": float(pv), "logp": float(np.log(pv))})
+    return pd.DataFrame(rows)
+
+
+def test_s_matches_direct_count_and_ci_brackets_it():
+    table = _table()
+    s = s_statistics(table, thresholds=(0.05, 0.2), n_boot=300, seed=1)
+    for th in (0.05, 0.2):
+        direct = np.mean([sum(1 for p in g.p if p < th) for _, g in table.groupby("example_id")])
+        assert s[th]["mean"] == pytest.approx(direct)
+        lo, hi = s[th]["ci"]
+        assert lo <= s[th]["mean"] <= hi and lo < hi
+    assert s[0.05]["mean"] <= s[0.2]["mean"]
+
+
+def test_per_example_counts_keep_order_and_totals():
+    table = _table(seed=2, n_examples=5)
+    counts = per_example_counts(table, thresholds=(0.5,))
+    assert counts.example_id.tolist() == [f"ex{i}" for i in range(5)]
+    assert counts.n_tokens.sum() == len(table)
+    assert counts["n_p_lt_0.5"].sum() == int((table.p < 0.5).sum())
+
+
+def test_summary_numbers():
+    table = _table(seed=3)
+    summ = token_summary(table, n_boot=200)
+    assert summ["n_target_tokens"] == len(table) and summ["n_examples"] == 30
+    assert summ["median_p"] == pytest.approx(float(np.median(table.p)))
+    assert summ["frac_p_gt_0.2"] == pytest.approx(float((table.p > 0.2).mean()))
+    lo, hi = summ["frac_p_gt_0.2_ci"]
+    assert lo <= summ["frac_p_gt_0.2"] <= hi
+    assert summ["quantiles_p"]["0.25"] <= summ["quantiles_p"]["0.5"] <= summ["quantiles_p"]["0.75"]
+
+
+def test_hardest_and_contrast_and_errors():
+    table = _table(seed=4)
+    hard = hardest_tokens(table, k=5)
+    assert hard.p.tolist() == sorted(table.p)[:5]
+    easy = table.assign(p=0.99)
+    frame = contrast({"hard": table, "easy": easy}, thresholds=(0.2,), n_boot=100)
+    by = frame.set_index("name")
+    assert by.loc["easy", "s"] == 0 and by.loc["hard", "s"] > 0
+    with pytest.raises(ValueError, match="empty"):
+        s_statistics(table.iloc[:0])
+    with pytest.raises(ValueError, match="lacks column"):
+        s_statistics(table.drop(columns="p"))

@@ -1,0 +1,203 @@
+"""Training core on tiny random-init Llama models: normalization, L2, WiSE-FT, LoRA, failures, evaluation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from talr_theory.data.encode import EncodedExample
+from talr_theory.training.core import TrainConfig, train
+from talr_theory.training.params import snapshot, wise_interpolate
+
+VOCAB = 48
+
+
+def tiny_model(seed=0):
+    from transformers import LlamaForCausalLM
+
+    from talr_theory.models import tiny_llama_config
+
+    torch.manual_seed(seed)
+    cfg = tiny_llama_config(vocab_size=VOCAB, hidden_size=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                            intermediate_size=64)
+    return LlamaForCausalLM(cfg)
+
+
+def random_examples(n=12, seed=1):
+    """Random token sequences of varied length with a masked prompt of 2-4 tokens."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        length = int(torch.randint(6, 14, (1,), generator=g))
+        k = int(torch.randint(2, 5, (1,), generator=g))
+        ids = torch.randint(3, VOCAB, (length,), generator=g).tolist()
+        out.append(EncodedExample(f"ex{i}", ids, [-100] * k + ids[k:]))
+    return out
+
+
+def flat(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def run(method="sft", model=None, examples=None, **kw):
+    base = dict(method=method, lr=0.5, optimizer="sgd", steps=2, batch_size=4, grad_accum=1)
+    base.update(kw)
+    model = model if model is not None else tiny_model()
+    return train(model, examples or random_examples(), TrainConfig(**base), progress=False)
+
+
+@pytest.mark.parametrize("method,tau", [("sft", "median"), ("talr", "0.7"), ("dft", "median")])
+def test_one_microbatch_of_4_equals_4_microbatches_of_1(method, tau):
+    a = run(method, batch_size=4, grad_accum=1, tau=tau)
+    b = run(method, batch_size=1, grad_accum=4, tau=tau)
+    b2 = run(method, batch_size=2, grad_accum=2, tau=tau)
+    assert torch.allclose(flat(a.model), flat(b.model), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(flat(a.model), flat(b2.model), rtol=1e-5, atol=1e-7)
+    moved = (flat(a.model) - flat(tiny_model())).abs().max()
+    assert moved > 1e-4  # training moved the weights far more than the tolerance above
+    assert a.log[0]["n_tokens"] == b.log[0]["n_tokens"]
+
+
+def test_talr_median_tau_is_per_microbatch():
+    """The documented caveat: with the median rule, splitting the step changes τ and the update."""
+    a = run("talr", batch_size=4, grad_accum=1, tau="median")
+    b = run("talr", batch_size=1, grad_accum=4, tau="median")
+    assert not torch.allclose(flat(a.model), flat(b.model), rtol=1e-4, atol=1e-6)
+
+
+def test_l2_with_zero_coefficient_equals_sft_and_positive_pulls_to_init():
+    init = flat(tiny_model())
+    sft = run("sft", optimizer="adamw", lr=1e-2, steps=4)
+    l2_zero = run("l2", optimizer="adamw", lr=1e-2, steps=4, l2_coeff=0.0)
+    assert torch.equal(flat(sft.model), flat(l2_zero.model))
+    l2_strong = run("l2", optimizer="sgd", lr=0.05, steps=4, l2_coeff=5.0)
+    sft_sgd = run("sft", optimizer="sgd", lr=0.05, steps=4)
+    assert (flat(l2_strong.model) - init).norm() < (flat(sft_sgd.model) - init).norm()
+    assert l2_strong.log[-1]["l2_penalty"] > 0
+
+
+def test_wise_ft_endpoints_and_midpoint():
+    captured = {}
+
+    def evaluator(model, step):
+        captured[(step, len(captured))] = flat(model).clone()
+        return {"param_norm": float(flat(model).norm())}
+
+    init = flat(tiny_model())
+    rows = []
+    wise = train(tiny_model(), random_examples(), TrainConfig(method="wise-ft", lr=0.05, optimizer="sgd",
+                                                              steps=3, batch_size=4,
+                                                              wise_alphas=(0.0, 0.5, 1.0)),
+                 evaluator=evaluator, on_checkpoint=lambda row, m: rows.append(row), progress=False)
+    sft = run("sft", steps=3, lr=0.05)
+    final = [v for (s, _), v in sorted(captured.items(), key=lambda kv: kv[0][1]) if s == 3]
+    assert torch.equal(final[0], init)                          # α = 0: the initial weights
+    assert torch.equal(final[2], flat(sft.model))               # α = 1: plain SFT
+    assert torch.allclose(final[1], 0.5 * (init + flat(sft.model)), atol=1e-6)
+    assert torch.equal(flat(wise.model), flat(sft.model))        # the trained weights are restored
+    assert [(r["step"], r["wise_alpha"]) for r in rows] == [(s, a) for s in (0, 3) for a in (0.0, 0.5, 1.0)]
+    # the module-level function on its own
+    m = tiny_model()
+    t0, t1 = snapshot(m), {k: v + 1.0 for k, v in snapshot(m).items()}
+    wise_interpolate(m, t0, t1, 0.25)
+    assert torch.allclose(flat(m), init + 0.25, atol=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        wise_interpolate(m, t0, t1, 1.5)
+
+
+def test_lora_trains_only_adapters():
+    base = tiny_model()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    res = run("lora", model=base, optimizer="adamw", lr=1e-2, steps=5, lora_rank=4)
+    named = dict(res.model.named_parameters())
+    trainable = [n for n, p in named.items() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    merged_names = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+                    for n, p in named.items() if "lora_" not in n}
+    for name, value in before.items():
+        assert torch.equal(merged_names[name].detach(), value), name
+    assert res.log[-1]["sum_nll"] / res.log[-1]["n_tokens"] < res.log[0]["sum_nll"] / res.log[0]["n_tokens"]
+
+
+def test_nonfinite_loss_stops_with_a_failure_row():
+    model = tiny_model()
+    calls = {"n": 0}
+
+    def poison(_module, _inputs, output):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            output.logits = output.logits * float("nan")
+        return output
+
+    model.register_forward_hook(poison)
+    rows = []
+    res = train(model, random_examples(), TrainConfig(method="talr", lr=0.05, optimizer="sgd", steps=10,
+                                                      batch_size=4, eval_every=4),
+                evaluator=lambda m, s: {"domain_nll": 1.0},
+                on_checkpoint=lambda row, m: rows.append(row), progress=False)
+    assert res.status == "failed" and res.failed_step == 3 and "non-finite" in res.failure
+    assert [(r["step"], r["status"]) for r in rows] == [(0, "ok"), (4, "failed")]
+    assert "domain_nll" not in rows[-1]  # no measurement is written for a broken model
+
+
+def test_seeded_runs_are_deterministic_and_learn():
+    cfg = dict(optimizer="adamw", lr=1e-2, steps=15, batch_size=4)
+    a, b = run("talr", **cfg), run("talr", **cfg)
+    assert torch.equal(flat(a.model), flat(b.model))
+    first, last = a.log[0], a.log[-1]
+    assert last["sum_nll"] / last["n_tokens"] < first["sum_nll"] / first["n_tokens"] - 0.3
+    assert 0 < last["sum_weight"] / last["n_tokens"] < 1  # TALR down-weights tokens
+
+
+def test_schedule_and_checkpoints():
+    from talr_theory.training.config import checkpoint_steps, lr_factor
+
+    assert checkpoint_steps(10, 4) == [0, 4, 8, 10]
+    assert checkpoint_steps(5, 0) == [0, 5]
+    cfg = TrainConfig(steps=10, warmup_steps=2, schedule="linear")
+    assert [round(lr_factor(s, cfg), 6) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    res = run("sft", steps=4, eval_every=2, warmup_steps=2, schedule="cosine")
+    assert [h["step"] for h in res.history] == [0, 2, 4]
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("method", "adam-magic", "method"), ("tau", "0", "tau"), ("tau", "-1", "tau"), ("tau", "mean", "tau"),
+    ("w_min", 1.5, "w_min"), ("w_min", -0.1, "w_min"), ("lr", 0.0, "lr"), ("lr", -1e-4, "lr"),
+    ("lr", float("nan"), "lr"), ("steps", 0, "steps"), ("wise_alphas", (1.2,), "wise_alphas"),
+])
+def test_invalid_configs_are_rejected(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_evaluator_baseline_kl_and_domain_gain():
+    from talr_theory.data.general import load_general_text, sample_from_model
+    from talr_theory.models import build_byte_tokenizer, tiny_llama_config
+    from talr_theory.training.evaluation import CheckpointEvaluator
+
+    from transformers import LlamaForCausalLM
+
+    tok = build_byte_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size=len(tok), hidden_size=32, n_layers=1,
+                                               intermediate_size=64))
+    general = load_general_text(tok, "fallback", n_blocks=3, block_len=48)
+    assert general.is_fallback and len(general.examples) == 3
+    assert all(len(e.input_ids) == 49 and e.input_ids[0] == tok.bos_token_id for e in general.examples)
+    samples = sample_from_model(model, tok, n_samples=6, max_new_tokens=12, seed=0, batch_size=3)
+    assert len(samples.examples) == 6 and all(1 <= n <= 12 for n in samples.n_tokens)
+    text = "The dose is 5 mg per kg. "
+    ids = tok(text * 3).input_ids
+    domain = [EncodedExample(f"d{i}", ids, [-100] * 4 + ids[4:]) for i in range(4)]
+    ev = CheckpointEvaluator(domain, general.examples, samples, train_probe=domain[:2], pad_id=0, batch_size=4)
+    ev.set_baseline(model)
+    m0 = ev(model, 0)
+    assert m0["kl_base"] == 0.0 and m0["delta_star"] == 0.0 and m0["delta_L_text"] == 0.0
+    trained = copy.deepcopy(model)
+    train(trained, domain, TrainConfig(method="sft", lr=1e-2, steps=10, batch_size=4), progress=False)
+    m1 = ev(trained, 10)
+    assert m1["delta_star"] > 0 and m1["delta_star_per_token"] > 0
+    assert m1["kl_base"] > 0 and m1["kl_base_se"] > 0
+    assert m1["train_frac_p_gt_0.2"] >= m0["train_frac_p_gt_0.2"]

@@ -1,0 +1,174 @@
+"""Objectives: TALR limits (τ→∞ = CE, τ=1 & w_min=0 = DFT), weights, τ rules, masking, normalization."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from talr_theory.training import objectives as obj
+
+
+def _random_batch(seed=0, B=3, T=7, V=11, masked_prefix=2):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, V, generator=g) * 2.0
+    labels = torch.randint(0, V, (B, T), generator=g)
+    labels[:, :masked_prefix] = -100
+    labels[1, -2:] = -100  # some padding
+    return logits.requires_grad_(True), labels
+
+
+def _loss_and_grad(fn, logits, labels, **opts):
+    leaf = logits.detach().clone().requires_grad_(True)
+    loss, info = fn(leaf, labels, None, **opts)
+    (grad,) = torch.autograd.grad(loss, leaf)
+    return loss.detach(), grad, info
+
+
+def _manual_probs(logits, labels):
+    """Probabilities of the shifted targets, computed independently with softmax + gather."""
+    lg, lb = logits[:, :-1], labels[:, 1:]
+    mask = lb.ne(-100)
+    p = torch.softmax(lg.double(), -1).gather(-1, lb.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return p, mask
+
+
+def test_talr_infinite_tau_is_ce():
+    logits, labels = _random_batch()
+    l_ce, g_ce, _ = _loss_and_grad(obj.ce_loss, logits, labels)
+    l_t, g_t, info = _loss_and_grad(obj.talr_loss, logits, labels, tau=math.inf, w_min=0.01)
+    assert torch.equal(l_ce, l_t) and torch.equal(g_ce, g_t)
+    assert info["mean_weight"] == 1.0
+    # and the limit is approached continuously: a huge finite τ is within rounding of CE
+    l_big, g_big, _ = _loss_and_grad(obj.talr_loss, logits, labels, tau=1e9, w_min=0.01)
+    assert torch.allclose(l_big, l_ce, rtol=1e-6) and torch.allclose(g_big, g_ce, rtol=1e-5, atol=1e-9)
+    # while a moderate τ really changes the loss (the test above could not pass by accident)
+    l_mod, _, _ = _loss_and_grad(obj.talr_loss, logits, labels, tau=1.0, w_min=0.01)
+    assert l_mod < 0.9 * l_ce
+
+
+def test_talr_tau1_wmin0_equals_dft_values_and_gradients():
+    logits, labels = _random_batch(seed=3)
+    l_t, g_t, i_t = _loss_and_grad(obj.talr_loss, logits, labels, tau=1.0, w_min=0.0)
+    l_d, g_d, i_d = _loss_and_grad(obj.dft_loss, logits, labels)
+    assert torch.allclose(l_t, l_d, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(g_t, g_d, rtol=1e-5, atol=1e-8)
+    assert i_t["n_tokens"] == i_d["n_tokens"]
+    # DFT's value is the mean of sg(p)·(-log p) over supervised tokens, checked from scratch in float64
+    p, mask = _manual_probs(logits.detach(), labels)
+    expected = float((p * -p.log())[mask].mean())
+    assert l_d.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_talr_weights_and_gradient_are_stop_gradient_weighted_ce():
+    logits, labels = _random_batch(seed=5)
+    tau, w_min = 0.7, 0.05
+    loss, grad, info = _loss_and_grad(obj.talr_loss, logits, labels, tau=tau, w_min=w_min)
+    p, mask = _manual_probs(logits.detach(), labels)
+    w = np.maximum(p.numpy() ** (1 / tau), w_min)
+    expected = float((torch.from_numpy(w) * -p.log())[mask].sum() / mask.sum())
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert info["mean_weight"] == pytest.approx(float(torch.from_numpy(w)[mask].mean()), rel=1e-5)
+    # gradient = weights (constants) times the CE gradient: compare with autograd on a weighted CE
+    leaf = logits.detach().clone().requires_grad_(True)
+    nll, m = obj.token_nll(leaf, labels)
+    manual = (nll * torch.from_numpy(w).float()).sum() / m.sum()
+    (g_manual,) = torch.autograd.grad(manual, leaf)
+    assert torch.allclose(grad, g_manual, rtol=1e-5, atol=1e-8)
+
+
+def test_weights_need_no_second_softmax_pass():
+    """Profile the TALR forward: exactly one log-softmax kernel (inside cross-entropy), no softmax."""
+    logits, labels = _random_batch(seed=1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        obj.talr_loss(logits, labels, None, tau="median", w_min=0.01)
+    names = [e.name for e in prof.events()]
+    assert names.count("aten::_log_softmax") == 1
+    assert "aten::_softmax" not in names
+    # the DFT reference path also uses one pass (its own log_softmax)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        obj.dft_loss(logits, labels, None)
+    assert [e.name for e in prof.events()].count("aten::_log_softmax") == 1
+
+
+def test_tau_rules_median_over_tokens_and_sequences():
+    logits, labels = _random_batch(seed=7, B=4, T=9)
+    nll, mask = obj.token_nll(logits.detach(), labels)
+    tokens = nll[mask].double().numpy()
+    assert obj.resolve_tau(nll, mask, "median") == pytest.approx(np.median(tokens), rel=1e-12)
+    seq_means = [nll[b][mask[b]].double().mean().item() for b in range(4)]
+    assert obj.resolve_tau(nll, mask, "median-seq") == pytest.approx(np.median(seq_means), rel=1e-12)
+    assert obj.resolve_tau(nll, mask, 0.3) == 0.3
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        obj.resolve_tau(nll, mask, 0.0)
+    with pytest.raises(ValueError):
+        obj.resolve_tau(nll, mask, "mean")
+    _, info = obj.talr_loss(logits, labels, None, tau="median")
+    assert info["tau"] == pytest.approx(np.median(tokens), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["ce", "talr", "dft", "flow"])
+def test_all_masked_micro_batch_backpropagates(name):
+    from transformers import LlamaForCausalLM
+
+    from talr_theory.models import tiny_llama_config
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size=32, hidden_size=16, n_layers=1, n_heads=2,
+                                               n_kv_heads=1, intermediate_size=32))
+    ids = torch.randint(0, 32, (2, 6))
+    labels = torch.full_like(ids, -100)
+    opts = {"example_weights": torch.ones(2)} if name == "flow" else {}
+    logits = model(input_ids=ids).logits
+    loss, info = obj.OBJECTIVES[name](logits, labels, 10, **opts)
+    assert loss.item() == 0.0 and loss.requires_grad and info["n_tokens"] == 0
+    loss.backward()
+    assert all(p.grad is not None and torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+
+
+def test_normalization_by_global_count_sums_to_full_batch():
+    """Per-micro-batch losses divided by the global count add up to the full-batch token mean."""
+    logits, labels = _random_batch(seed=11, B=4)
+    n_global = obj.count_supervised(labels)
+    for name, opts in (("ce", {}), ("talr", {"tau": 0.8}), ("dft", {})):
+        full, g_full, _ = _loss_and_grad(obj.OBJECTIVES[name], logits, labels, **opts)
+        leaf = logits.detach().clone().requires_grad_(True)
+        parts = [obj.OBJECTIVES[name](leaf[i:i + 1], labels[i:i + 1], n_global, **opts)[0] for i in range(4)]
+        total = sum(parts)
+        (g_parts,) = torch.autograd.grad(total, leaf)
+        assert torch.allclose(total.detach(), full, rtol=1e-6)
+        assert torch.allclose(g_parts, g_full, rtol=1e-5, atol=1e-9)
+        # a per-micro-batch mean (the classic accumulation bug) would NOT match: sequences differ in length
+        naive = sum(obj.OBJECTIVES[name](leaf[i:i + 1], labels[i:i + 1], None, **opts)[0] for i in range(4)) / 4
+        assert not torch.allclose(naive.detach(), full, rtol=1e-4)
+
+
+def test_flow_weights_and_loss():
+    w, tau = obj.flow_example_weights([1.0, 2.0, 3.0, 10.0])
+    assert tau == pytest.approx(2.5)
+    assert torch.allclose(w, torch.exp(-torch.tensor([1.0, 2.0, 3.0, 10.0], dtype=torch.float64) / 2.5))
+    logits, labels = _random_batch(seed=2)
+    l_ce, g_ce, _ = _loss_and_grad(obj.ce_loss, logits, labels)
+    l_f, g_f, _ = _loss_and_grad(obj.flow_loss, logits, labels, example_weights=torch.ones(3))
+    assert torch.allclose(l_ce, l_f) and torch.allclose(g_ce, g_f)
+    l_h, _, info = _loss_and_grad(obj.flow_loss, logits, labels, example_weights=torch.tensor([0.5, 0.5, 0.5]))
+    assert l_h.item() == pytest.approx(0.5 * l_ce.item(), rel=1e-6) and info["mean_weight"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="example_weights"):
+        obj.flow_loss(logits, labels, None)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        obj.flow_example_weights([0.0, 0.0, 0.0])
+
+
+def test_hf_token_loss_matches_objective():
+    from talr_theory.training.hf import TokenLoss
+
+    logits, labels = _random_batch(seed=4)
+    loss = TokenLoss("talr", tau=0.5, w_min=0.02)({"logits": logits}, labels, num_items_in_batch=13)
+    ref, _ = obj.talr_loss(logits, labels, 13, tau=0.5, w_min=0.02)
+    assert torch.equal(loss, ref)
+    with pytest.raises(ValueError, match="w_min"):
+        TokenLoss("talr", w_min=2.0)
+    with pytest.raises(ValueError, match="tau"):
+        TokenLoss("talr", tau=-1.0)

@@ -1,0 +1,142 @@
+"""Sweeps: SIGKILL midway then rerun gives exactly one row per key; config files; early validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from talr_theory.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_jsonl(path, n=16):
+    words = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma", "theta"]
+    with open(path, "w") as fh:
+        for i in range(n):
+            prompt = f"Q{i}: say {words[i % 8]} {words[(i * 3) % 8]}."
+            fh.write(json.dumps({"prompt": prompt, "response": f" {words[(i * 5) % 8]} {i % 7}"}) + "\n")
+
+
+def _sweep_args(data, out, steps=30, eval_every=2):
+    return ["sweep", "--model", "tiny-random", "--data", str(data), "--methods", "sft,talr",
+            "--lrs", "1e-3,1e-2", "--seeds", "0", "--steps", str(steps), "--eval-every", str(eval_every),
+            "--batch-size", "2", "--n-train", "8", "--n-eval", "4", "--general-text", "fallback",
+            "--general-blocks", "2", "--block-len", "32", "--n-samples", "4", "--sample-len", "8",
+            "--train-probe", "2", "--out", str(out), "--no-progress", "--no-figures"]
+
+
+def test_sweep_killed_midway_resumes_with_one_row_per_key(tmp_path):
+    data, out = tmp_path / "toy.jsonl", tmp_path / "sweep"
+    _write_jsonl(data)
+    args = _sweep_args(data, out)
+    expected = 2 * 2 * 16  # methods × lrs × checkpoints (0, 2, ..., 30)
+    cmd = [sys.executable, "-m", "talr_theory.cli", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rows_dir = out / "rows"
+    deadline = time.time() + 120
+    n_at_kill = 0
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            n_at_kill = len(list(rows_dir.glob("*.parquet"))) if rows_dir.exists() else 0
+            if n_at_kill >= 12:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    partial = len(list(rows_dir.glob("*.parquet")))
+    assert 12 <= partial < expected  # killed midway, not after the end
+    # rerun the same command: it resumes and completes
+    rerun = subprocess.run(cmd + ["--json", str(tmp_path / "summary.json")], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    table = pd.read_parquet(out / "results.parquet")
+    keys = table[["method", "lr", "seed", "step", "wise_alpha"]]
+    assert len(table) == expected and not keys.duplicated().any()
+    assert set(table["step"]) == set(range(0, 31, 2))
+    assert (table["status"] == "ok").all() and table["delta_star"].notna().all()
+    assert "config_json" in table.columns and json.loads(table["config_json"][0])["train"]["steps"] == 30
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_rows"] == expected and len(summary["final"]) == 4
+    # a third run has nothing left to do and changes nothing
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "4 already complete, 0 to do" in again.stderr + again.stdout
+    assert len(pd.read_parquet(out / "results.parquet")) == expected
+
+
+@pytest.mark.parametrize("flag,value,match", [
+    ("--methods", "sft,bogus", "methods"), ("--tau", "0", "tau"), ("--tau", "-0.5", "tau"),
+    ("--w-min", "1.5", "w_min"), ("--lrs", "1e-4,0", "lr"), ("--lrs", "-1e-5", "lr"),
+])
+def test_invalid_sweep_config_fails_before_any_work(tmp_path, capsys, flag, value, match):
+    out = tmp_path / "never"
+    rc = main(["sweep", "--model", "does-not-exist", "--out", str(out), flag, value])
+    assert rc == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists()  # nothing was created: validation came first
+
+
+def test_config_file_and_flag_override(tmp_path):
+    import argparse
+
+    from talr_theory.commands import sweep as sweep_cmd
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    sweep_cmd.register(sub)
+    cfg = tmp_path / "sweep.json"
+    cfg.write_text(json.dumps({"methods": ["sft", "talr", "wise-ft"], "lrs": [1e-5, 2e-5], "steps": 7,
+                               "tau": 0.5, "wise_alphas": [0.25, 0.75], "model": "stories260k"}))
+    args = parser.parse_args(["sweep", "--config", str(cfg), "--steps", "9", "--w-min", "0.05"])
+    config = sweep_cmd.resolve_config(args)
+    assert config.methods == ("sft", "talr", "wise-ft") and config.lrs == (1e-5, 2e-5)
+    assert config.train.steps == 9 and config.train.w_min == 0.05 and config.train.tau == "0.5"
+    assert config.model == "stories260k" and config.train.wise_alphas == (0.25, 0.75)
+    assert len(config.runs()) == 6
+    toml = tmp_path / "sweep.toml"
+    toml.write_text('methods = ["dft"]\nlrs = [0.001]\nsteps = 3\n')
+    config = sweep_cmd.resolve_config(parser.parse_args(["sweep", "--config", str(toml)]))
+    assert config.methods == ("dft",) and config.train.steps == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"methods": ["sft"], "learning_rate": 1e-4}))
+    with pytest.raises(ValueError, match="unknown option 'learning_rate'"):
+        sweep_cmd.resolve_config(parser.parse_args(["sweep", "--config", str(bad)]))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"methods": ["sft"],\n "lrs": [1e-4,]}')
+    with pytest.raises(ValueError, match="line 2"):
+        sweep_cmd.resolve_config(parser.parse_args(["sweep", "--config", str(broken)]))
+
+
+def test_nan_run_leaves_one_failure_row(tmp_path):
+    """A diverging run (absurd LR) is stopped and recorded; the other runs complete normally."""
+    from talr_theory.training.config import TrainConfig
+    from talr_theory.training.sweep import SweepConfig, run_sweep
+
+    data = tmp_path / "toy.jsonl"
+    _write_jsonl(data)
+    config = SweepConfig(model="tiny-random", data=str(data), methods=("sft",), lrs=(1e-3, 1e30), seeds=(0,),
+                         n_train=8, n_eval=4, general_text="fallback", general_blocks=2, block_len=32,
+                         n_samples=0, train_probe=0, out=str(tmp_path / "out"),
+                         train=TrainConfig(steps=8, eval_every=2, batch_size=2, optimizer="sgd"))
+    summary = run_sweep(config, progress=False)
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    bad = table[table["lr"] == 1e30]
+    assert (bad["status"] == "failed").sum() == 1 and "non-finite" in bad["failure"].iloc[-1]
+    assert bad["step"].max() < 8 or (bad["status"] == "failed").any()
+    good = table[table["lr"] == 1e-3]
+    assert len(good) == 5 and (good["status"] == "ok").all()
+    assert summary["n_failed_rows"] == 1
+    # rerunning does not retry the failed run or duplicate anything
+    run_sweep(config, progress=False)
+    assert len(pd.read_parquet(tmp_path / "out" / "results.parquet")) == len(table)
