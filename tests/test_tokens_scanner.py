@@ -142,3 +142,14 @@ def test_cli_gguf_jsonl_matches_plain_transformers(tmp_path, capsys, monkeypatch
     assert summary["n_target_tokens"] == n_tokens
     assert abs(summary["s"]["0.2"]["mean"] - float(np.mean(counts))) < 1e-5
     assert summary["median_p"] == pytest.approx(float(np.median(all_p)), abs=1e-5)
+
+
+def test_length_batches_respect_both_limits():
+    lengths = [5, 100, 7, 60, 60, 3, 40, 200, 9]
+    batches = scanner.length_batches(lengths, batch_size=3, max_batch_tokens=130)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 130
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths, reverse=True)

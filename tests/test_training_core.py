@@ -11,6 +11,15 @@ from talr_theory.data.encode import EncodedExample
 from talr_theory.training.core import TrainConfig, train
 from talr_theory.training.params import snapshot, wise_interpolate
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and the CPU is shared with other test processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 VOCAB = 48
 
 
@@ -173,11 +182,11 @@ def test_invalid_configs_are_rejected(field, value, match):
 
 
 def test_evaluator_baseline_kl_and_domain_gain():
+    from transformers import LlamaForCausalLM
+
     from talr_theory.data.general import load_general_text, sample_from_model
     from talr_theory.models import build_byte_tokenizer, tiny_llama_config
     from talr_theory.training.evaluation import CheckpointEvaluator
-
-    from transformers import LlamaForCausalLM
 
     tok = build_byte_tokenizer()
     torch.manual_seed(0)

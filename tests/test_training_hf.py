@@ -10,6 +10,16 @@ from talr_theory.training.core import TrainConfig, train
 from talr_theory.training.hf import TokenLoss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and the CPU is shared with other test processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 class _ListDataset(torch.utils.data.Dataset):
     def __init__(self, examples):
         self.examples = examples
@@ -27,8 +37,8 @@ def _collator(features):
 
 
 def _hf_train(tmp_path, examples, loss, batch_size, grad_accum):
-    from transformers import Trainer, TrainingArguments
     from test_training_core import tiny_model
+    from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
         output_dir=str(tmp_path / f"hf-{batch_size}x{grad_accum}"), per_device_train_batch_size=batch_size,

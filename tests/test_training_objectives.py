@@ -11,6 +11,16 @@ import torch
 from talr_theory.training import objectives as obj
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and the CPU is shared with other test processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def _random_batch(seed=0, B=3, T=7, V=11, masked_prefix=2):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(B, T, V, generator=g) * 2.0

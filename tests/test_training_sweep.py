@@ -11,10 +11,21 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 
 from talr_theory.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiny models: one thread is fastest and does not oversubscribe a shared CPU.
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _write_jsonl(path, n=16):
@@ -39,7 +50,7 @@ def test_sweep_killed_midway_resumes_with_one_row_per_key(tmp_path):
     args = _sweep_args(data, out)
     expected = 2 * 2 * 16  # methods × lrs × checkpoints (0, 2, ..., 30)
     cmd = [sys.executable, "-m", "talr_theory.cli", *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     rows_dir = out / "rows"
     deadline = time.time() + 120
     n_at_kill = 0
@@ -58,7 +69,7 @@ def test_sweep_killed_midway_resumes_with_one_row_per_key(tmp_path):
     partial = len(list(rows_dir.glob("*.parquet")))
     assert 12 <= partial < expected  # killed midway, not after the end
     # rerun the same command: it resumes and completes
-    rerun = subprocess.run(cmd + ["--json", str(tmp_path / "summary.json")], cwd=REPO, capture_output=True,
+    rerun = subprocess.run(cmd + ["--json", str(tmp_path / "summary.json")], cwd=REPO, env=ENV, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     table = pd.read_parquet(out / "results.parquet")
@@ -70,7 +81,7 @@ def test_sweep_killed_midway_resumes_with_one_row_per_key(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["n_rows"] == expected and len(summary["final"]) == 4
     # a third run has nothing left to do and changes nothing
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert "4 already complete, 0 to do" in again.stderr + again.stdout
     assert len(pd.read_parquet(out / "results.parquet")) == expected
 
@@ -81,7 +92,7 @@ def test_sweep_killed_midway_resumes_with_one_row_per_key(tmp_path):
 ])
 def test_invalid_sweep_config_fails_before_any_work(tmp_path, capsys, flag, value, match):
     out = tmp_path / "never"
-    rc = main(["sweep", "--model", "does-not-exist", "--out", str(out), flag, value])
+    rc = main(["sweep", "--model", "does-not-exist", "--out", str(out), f"{flag}={value}"])
     assert rc == 2
     assert match in capsys.readouterr().err
     assert not out.exists()  # nothing was created: validation came first

@@ -53,23 +53,23 @@ def register(subparsers) -> None:
 
 def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
     """Run the scan; returns (summary dict, artifacts dict with the tables)."""
-    from talr_theory.data.encode import encode_examples
     from talr_theory.data.sft import load_sft
     from talr_theory.models import load_model
-    from talr_theory.tokens.scanner import scan_tokens
+    from talr_theory.tokens.analysis import scan_dataset
     from talr_theory.tokens.stats import hardest_tokens, per_example_counts, s_statistics, token_summary
 
-    examples = load_sft(cfg.data, format=cfg.format, prompt_field=cfg.prompt_field,
-                        response_field=cfg.response_field, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
+    # read the data first: a malformed file fails before the (slower) model load
+    load_sft(cfg.data, format=cfg.format, prompt_field=cfg.prompt_field, response_field=cfg.response_field,
+             limit=cfg.limit, seed=cfg.seed, split=cfg.split)
     t0 = time.perf_counter()
     loaded = load_model(cfg.model, device=cfg.device)
     load_s = time.perf_counter() - t0
-    enc = encode_examples(examples, loaded.tokenizer, template=cfg.template, max_length=cfg.max_length)
-    if not enc.examples:
-        raise ValueError("no example has a supervised token left after truncation; raise --max-length")
     t0 = time.perf_counter()
-    table = scan_tokens(loaded, enc.examples, batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
-                        with_entropy=cfg.entropy, progress=progress)
+    table, enc = scan_dataset(loaded, cfg.data, format=cfg.format, template=cfg.template, limit=cfg.limit,
+                              seed=cfg.seed, split=cfg.split, prompt_field=cfg.prompt_field,
+                              response_field=cfg.response_field, max_length=cfg.max_length,
+                              batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
+                              with_entropy=cfg.entropy, progress=progress)
     scan_s = time.perf_counter() - t0
     s = s_statistics(table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed)
     summ = token_summary(table, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -96,7 +96,6 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
                  "real_tokens_per_s": table.attrs.get("scan", {}).get("n_real_tokens", 0) / scan_s if scan_s else None},
         "config": to_dict(cfg),
     }
-    table = table.assign(dataset=cfg.data, format=cfg.format, model=cfg.model, template=cfg.template)
     return summary, {"tokens": table, "per_example": per_example_counts(table, cfg.thresholds), "hardest": hard}
 
 

@@ -89,7 +89,6 @@ def plot_tradeoff(frame: pd.DataFrame, general: str | None = None):
 
 
 def plot_dynamics(frame: pd.DataFrame, general: str | None = None):
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     data = _ok(frame)

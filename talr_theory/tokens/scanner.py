@@ -2,7 +2,9 @@
 
 How it stays fast and small:
 
-- Examples are sorted by length and batched, so padding is small (the fraction is reported).
+- Examples are sorted by length and batched (at most ``batch_size`` examples and
+  ``max_batch_tokens`` padded tokens per batch), so padding is small (the fraction is reported)
+  and long documents do not blow up attention memory.
 - ``torch.inference_mode()`` everywhere; optional bf16 autocast on CPU or GPU for the transformer
   body. Statistics default to fp32 (see ``benchmarks/bench_scanner.py`` for the bf16 accuracy cost).
 - The output head is applied only at positions whose next token is supervised (prompt positions
@@ -70,8 +72,25 @@ def _token_texts(tokenizer, ids) -> dict[int, str]:
     return {int(i): tokenizer.decode([int(i)]) for i in set(int(x) for x in ids)}
 
 
+def length_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None) -> list[list[int]]:
+    """Indices grouped longest-first into batches of at most ``batch_size`` examples and at most
+    ``max_batch_tokens`` padded tokens (a single longer example still forms its own batch)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            cur = batches[-1]
+            width = lengths[cur[0]]  # the first member is the longest
+            if len(cur) < batch_size and (max_batch_tokens is None or width * (len(cur) + 1) <= max_batch_tokens):
+                cur.append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
 def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: int = 8,
-                bf16_autocast: bool = False, with_entropy: bool = False, progress: bool = True) -> pd.DataFrame:
+                bf16_autocast: bool = False, with_entropy: bool = False, progress: bool = True,
+                max_batch_tokens: int | None = 8192) -> pd.DataFrame:
     """One row per supervised token: example_id, position, response_index, token_id, token_text, p, logp
     (+ entropy in nats). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
     supervised tokens within the example. ``df.attrs["scan"]`` records padding and token counts."""
@@ -87,8 +106,8 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
     else:
         autocast = nullcontext
 
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches([len(e.input_ids) for e in encoded], batch_size, max_batch_tokens)
+    order = [i for b in batches for i in b]
     results: dict[int, tuple] = {}
     n_real = n_padded = 0
     bar = tqdm(total=sum(len(encoded[i].input_ids) for i in order), desc="scan tokens", unit="tok",
@@ -144,5 +163,6 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
     table.attrs["scan"] = {"n_examples": len(encoded), "n_real_tokens": n_real, "n_padded_tokens": n_padded,
                            "padding_fraction": 1.0 - n_real / n_padded if n_padded else 0.0,
                            "bf16_autocast": bf16_autocast, "fast_head": fast is not None,
-                           "batch_size": batch_size}
+                           "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+                           "n_batches": len(batches)}
     return table

@@ -161,8 +161,9 @@ def _run_config_dict(config: SweepConfig, run: TrainConfig) -> dict:
     return d
 
 
-def run_sweep(config: SweepConfig, progress: bool = True, log=sys.stderr) -> dict:
-    """Run (or resume) the sweep; return a summary dict (the ``--json`` payload)."""
+def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
+    """Run (or resume) the sweep; return a summary dict (the ``--json`` payload). Messages go to ``log`` (stderr)."""
+    log = log if log is not None else sys.stderr
     import torch
     from tqdm.auto import tqdm
 
