@@ -40,6 +40,7 @@ from talr_theory.plotting.exact import (
     plot_bounds_along_lambda,
     plot_envelope,
     plot_lambda_max,
+    plot_methods_at_equal_gain,
     plot_single_step_gaps,
     save_figure,
 )
@@ -81,6 +82,16 @@ for p1, key in (("exact", "theorem_3_1"), ("mismodeled", "theorem_3_1_mismodeled
     _ = save_figure(fig, f"exact_envelope_{p1}")
 {k: summary["theorem_3_1"][k] for k in ("k1", "k2", "beta_best", "beta_excess", "beta_excess_ci", "lam_exponent_excess",
                                         "holdout_violation_rate", "extrapolation_violation_rate")}
+
+# %% [markdown]
+# ### SFT vs TALR vs DFT at equal domain gain
+# The fair comparison of methods is the general degradation paid for the same domain gain
+# (λ_max below compares equal step sizes, and TALR's smaller weights also slow domain learning).
+
+# %%
+fig = plot_methods_at_equal_gain(tables["methods_at_equal_gain"])
+_ = save_figure(fig, "exact_methods_at_equal_gain")
+summary["methods_at_equal_gain"]
 
 # %% [markdown]
 # ## 3. Theorem 3.2: λ_max against ε for several s, SFT vs TALR

@@ -80,3 +80,19 @@ def test_effective_s_counts_missing_probability():
     ex = np.array([0, 0, 1, 1])
     assert effective_s(p, np.ones(4), ex) == pytest.approx((0.99 + 0.01 + 0 + 0.5) / 2)
     assert effective_s(p, p, ex) < effective_s(p, np.ones(4), ex)
+
+
+def test_talr_step_limits_equal_sft_and_dft_steps():
+    rng = np.random.default_rng(5)
+    model = KernelSoftmax.linear(rng.normal(size=(6, 5)), rng.normal(size=(9, 5)))
+    positions = np.array([2, 4, 5, 8])
+    targets = np.array([1, 0, 5, 3])
+    logq = model.logits[positions] - np.log(np.exp(model.logits[positions]).sum(axis=1, keepdims=True))
+    p = np.exp(logq[np.arange(4), targets])
+
+    def step(method, **kw):
+        w, _ = token_weights(method, p, **kw)
+        return gradient_step(model, positions, targets, w, 0.3)
+
+    assert np.allclose(step("talr", tau=1e9, w_min=0.0), step("sft"), atol=1e-8)
+    assert np.allclose(step("talr", tau=1.0, w_min=0.0), step("dft"), atol=1e-14)

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None,
                         help="model spec for --tier llm (default: the embedded smollm2-135m)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="also save the tidy tables (CSV and Parquet) and summary.json to DIR (exact tier)")
+                        help="also save the tidy tables (CSV and Parquet) and summary.json to DIR; for the "
+                        "synthetic and llm tiers DIR is also their crash-safe results folder")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -63,14 +64,24 @@ def run(args) -> int:
         fn = getattr(tiers, name, None)
         if fn is None:
             raise ValueError(f"--tier {args.tier}: talr_theory.lab.tiers has no {name}() yet; use --tier exact")
-        kwargs = {"quick": args.quick, "seed": args.seed}
+        import inspect
+
+        kwargs = {"quick": args.quick, "seed": args.seed, "progress": not args.no_progress}
         if args.tier == "llm" and args.model:
             kwargs["model"] = args.model
+        if args.out:
+            kwargs["results_dir"] = args.out
+        accepted = inspect.signature(fn).parameters
+        for key in ("progress", "results_dir"):
+            if key not in accepted:
+                kwargs.pop(key, None)
         summary = fn(**kwargs)
         text = summary.get("summary_text") if isinstance(summary, dict) else None
         print(text or _generic_summary(summary), file=stream)
         if args.out:
-            write_json(summary, str(__import__("pathlib").Path(args.out) / "summary.json"))
+            from pathlib import Path
+
+            write_json(summary, str(Path(args.out) / "summary.json"))
     write_json(summary, args.json)
     return 0
 

@@ -30,7 +30,7 @@ from talr_theory.lab.synthetic import BOS, MarkovSource
 class DomainConfig:
     s: int = 2
     prompt_len: int = 2
-    response_len: int = 7
+    response_len: int = 6
     rule_seed: int = 1
 
     def __post_init__(self):

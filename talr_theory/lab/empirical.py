@@ -228,5 +228,7 @@ def envelope_summary(trajectories: pd.DataFrame, n_grid: int = 8, method: str | 
         "n_points": int(len(df)), "lrs": lams, "delta_star_grid_max": reach,
         "loglog_slope_dL_vs_lr_at_fixed_gain": float(np.median(slopes)) if slopes else float("nan"),
         "n_unreached": len(df.attrs.get("unreached", [])),
+        "delta_L_at_max_common_gain": {str(k): float(v) for k, v in
+                                       df[df["delta_star"] == df["delta_star"].max()].set_index("lam")["delta_L"].items()},
     }
     return {"block": block, "points": df}

@@ -47,16 +47,19 @@ class SyntheticTierConfig:
     n_eval: int = 64
     optimizers_talr: tuple[str, ...] = ("sgd", "adamw")
     traj_s_values: tuple[int, ...] = (1, 2, 4)
-    traj_lrs: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16, 0.32)
-    traj_steps_at_max_lr: int = 24
-    traj_evals: int = 12
+    traj_lrs: tuple[float, ...] = (0.005, 0.01, 0.02, 0.04, 0.08)
+    traj_steps_at_max_lr: int = 16
+    traj_evals: int = 16
+    # TALR floors the hard tokens' weight at w_min, so at SFT's learning rates it barely gains on the
+    # domain; its trajectories use LRs scaled by this factor so both methods reach comparable Δ*.
+    talr_lr_scale: float = 20.0
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> SyntheticTierConfig:
         return cls(s_values=(1, 2, 4), epsilons=(1e-3, 1e-2, 1e-1), n_groups=2, n_train=24, n_eval=32,
-                   optimizers_talr=("sgd",), traj_s_values=(2,), traj_lrs=(0.04, 0.08, 0.16, 0.32),
-                   traj_steps_at_max_lr=12, traj_evals=6, seed=seed)
+                   optimizers_talr=("sgd",), traj_s_values=(2,), traj_lrs=(0.01, 0.02, 0.04, 0.08),
+                   traj_steps_at_max_lr=10, traj_evals=10, seed=seed)
 
 
 @dataclass
@@ -107,7 +110,17 @@ def synthetic_tier(quick: bool = True, seed: int = 0, config: SyntheticTierConfi
     from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
     from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained
 
+    from talr_theory.lab.synthetic import torch_threads
+
     cfg = config or (SyntheticTierConfig.quick(seed) if quick else SyntheticTierConfig(seed=seed))
+    with torch_threads(1):
+        return _synthetic_tier(cfg, seed, results_dir, progress)
+
+
+def _synthetic_tier(cfg: SyntheticTierConfig, seed: int, results_dir, progress: bool) -> TierResult:
+    from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
+    from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source, model, info = load_pretrained(progress=progress)
@@ -193,10 +206,12 @@ def synthetic_tier(quick: bool = True, seed: int = 0, config: SyntheticTierConfi
     eval_sets = {s: make_domain_examples(source, DomainConfig(s=s), cfg.n_eval, seed=cfg.seed * 1000 + 999 + s,
                                          prefix="eval") for s in cfg.traj_s_values}
     traj_rows = []
-    tunits = [(s, m, lr) for s in cfg.traj_s_values for m in ("sft", "talr") for lr in cfg.traj_lrs]
+    tunits = [(s, m, lr * (cfg.talr_lr_scale if m == "talr" else 1.0)) for s in cfg.traj_s_values
+              for m in ("sft", "talr") for lr in cfg.traj_lrs]
     for s, method, lr in tqdm(tunits, desc="synthetic trajectories", disable=not progress):
         train_ex = make_domain_examples(source, DomainConfig(s=s), cfg.n_train, seed=cfg.seed * 1000 + s)
-        steps = int(math.ceil(cfg.traj_steps_at_max_lr * max(cfg.traj_lrs) / lr))
+        scale = cfg.talr_lr_scale if method == "talr" else 1.0
+        steps = int(math.ceil(cfg.traj_steps_at_max_lr * max(cfg.traj_lrs) * scale / lr))
         every = max(1, steps // cfg.traj_evals)
 
         def compute(train_ex=train_ex, method=method, lr=lr, steps=steps, every=every, s=s):

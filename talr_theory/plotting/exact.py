@@ -156,3 +156,19 @@ def plot_single_step_gaps(single: pd.DataFrame, eps: float = 1e-4):
     ax.set_title("predicted safe step is always ≤ the exact one")
     fig.tight_layout()
     return fig
+
+
+def plot_methods_at_equal_gain(frame: pd.DataFrame):
+    """ΔL(P1) against the domain gain Δ* for SFT / TALR / DFT trajectories (one panel per P1)."""
+    panels = list(dict.fromkeys(frame["p1"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    data = frame.copy()
+    data["λ"] = data["lam"].map("{:g}".format)
+    for ax, p1 in zip(axes[0], panels):
+        sns.lineplot(data=data[data["p1"] == p1], x="delta_star", y="delta_L", hue="method", style="λ",
+                     marker="o", ax=ax)
+        ax.set_xlabel("domain gain Δ* [nats/token]")
+        ax.set_ylabel("general degradation ΔL(P1) [nats/token]")
+        ax.set_title(f"methods at equal domain gain, P1 {p1}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -45,7 +45,7 @@ def _head_and_decoder(model):
 
 
 def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, head, softcap,
-                      with_entropy: bool, autocast) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(target) (and entropy) for N rows, in chunks; ``head`` None means the input are logits."""
     n = hidden_or_logits.shape[0]
     vocab = head.out_features if head is not None else hidden_or_logits.shape[-1]
@@ -54,8 +54,7 @@ def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, hea
     for start in range(0, n, step):
         rows = hidden_or_logits[start:start + step]
         if head is not None:
-            with autocast():
-                rows = head(rows)
+            rows = head(rows)  # in bf16 when the caller's autocast is on
         logits = rows.float()
         if softcap is not None:
             logits = torch.tanh(logits / softcap) * softcap
@@ -114,7 +113,9 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
                disable=not progress, leave=False)
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    # One autocast context for the whole scan: autocast caches the bf16 copies of the weights for
+    # the life of the context, so they are cast once rather than once per batch and chunk.
+    with torch.inference_mode(), autocast():
         for idx in batches:
             batch = collate([encoded[i] for i in idx], pad)
             ids = batch["input_ids"].to(device)
@@ -128,13 +129,11 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
             targets = nxt[rows, cols]
             if fast is not None:
                 decoder, head, softcap = fast
-                with autocast():
-                    hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                logp, ent = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, autocast)
+                hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                logp, ent = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy)
             else:
-                with autocast():
-                    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                logp, ent = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, nullcontext)
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                logp, ent = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy)
             logp, rows_c, cols_c, tg = logp.cpu(), rows.cpu(), cols.cpu(), targets.cpu()
             ent = ent.cpu() if ent is not None else None
             for b, ex_i in enumerate(idx):
