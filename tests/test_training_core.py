@@ -210,3 +210,29 @@ def test_evaluator_baseline_kl_and_domain_gain():
     assert m1["delta_star"] > 0 and m1["delta_star_per_token"] > 0
     assert m1["kl_base"] > 0 and m1["kl_base_se"] > 0
     assert m1["train_frac_p_gt_0.2"] >= m0["train_frac_p_gt_0.2"]
+
+
+def test_model_samples_are_exact_draws_from_the_base_model():
+    """First-token frequencies of many samples match the model's softmax after BOS (small vocab)."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaForCausalLM
+
+    from talr_theory.data.general import sample_from_model
+    from talr_theory.models import tiny_llama_config
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size=8, hidden_size=16, n_layers=1, n_heads=2, n_kv_heads=1,
+                                               intermediate_size=32))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)  # a clearly non-uniform next-token distribution
+    tok = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    samples = sample_from_model(model, tok, n_samples=3000, max_new_tokens=1, seed=0, batch_size=1000)
+    with torch.no_grad():
+        p = torch.softmax(model(input_ids=torch.tensor([[1]])).logits[0, -1].double(), -1)
+    counts = torch.bincount(torch.tensor([e.input_ids[1] for e in samples.examples]), minlength=8).double()
+    tv = 0.5 * (counts / counts.sum() - p).abs().sum().item()
+    assert tv < 0.04, tv  # sampling noise at n=3000 is ~0.01-0.02
+    assert p.max() < 0.8 and (p > 0.02).sum() >= 3  # truncating to the top token would fail the check above
+    logp = torch.tensor([p[e.input_ids[1]].log().item() for e in samples.examples[:50]])
+    assert torch.allclose(torch.from_numpy(samples.base_sum_logprob[:50]), logp.double(), atol=1e-5)

@@ -162,12 +162,12 @@ def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int
                       batch_size: int = 16, pad_id: int | None = None) -> ModelSamples:
     """Draw ``n_samples`` continuations of BOS from ``model`` at temperature 1 without truncation.
 
-    Generation stops at EOS (kept as the last supervised token) or after ``max_new_tokens``. The
-    base log-probabilities are NOT taken from the sampler's scores but recomputed by the same
-    teacher-forced pass used at checkpoints, so KL at step 0 is exactly zero.
+    A plain ancestral-sampling loop with the KV cache (``torch.multinomial`` on the full softmax), so
+    no generation-config default (top-k, top-p, repetition penalty, ...) can bias the draws away from
+    q0. A sample ends at EOS (kept as its last supervised token) or after ``max_new_tokens``. The base
+    log-probabilities are not taken from the sampler but recomputed by the same teacher-forced pass
+    used at checkpoints, so KL at step 0 is exactly zero.
     """
-    from transformers import GenerationConfig
-
     from talr_theory.data.encode import EncodedExample
     from talr_theory.models import pad_token_id
 
@@ -177,28 +177,30 @@ def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int
     if not isinstance(bos, int):
         bos = eos if isinstance(eos, int) else 0  # start from EOS as a document boundary, else id 0
     pad = pad_token_id(tokenizer) if pad_id is None else pad_id
-    gen_config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                  max_new_tokens=max_new_tokens, min_new_tokens=1,
-                                  eos_token_id=eos, pad_token_id=pad)
     examples = []
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
-        done = 0
-        while done < n_samples:
-            b = min(batch_size, n_samples - done)
-            start = torch.full((b, 1), bos, dtype=torch.long, device=device)
-            out = model.generate(input_ids=start, attention_mask=torch.ones_like(start),
-                                 generation_config=gen_config)
-            for row in out.tolist():
-                body = row[1:]
-                if isinstance(eos, int) and eos in body:
-                    body = body[: body.index(eos) + 1]
-                ids = [bos] + body
-                examples.append(EncodedExample(example_id=f"sample-{done}", input_ids=ids,
+        while len(examples) < n_samples:
+            b = min(batch_size, n_samples - len(examples))
+            step_ids = torch.full((b, 1), bos, dtype=torch.long, device=device)
+            past, drawn = None, []
+            finished = torch.zeros(b, dtype=torch.bool, device=device)
+            for _ in range(max_new_tokens):
+                out = model(input_ids=step_ids, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
+                step_ids = torch.multinomial(probs, 1)
+                drawn.append(step_ids)
+                if isinstance(eos, int):
+                    finished |= step_ids.squeeze(1) == eos
+                    if bool(finished.all()):
+                        break
+            for row in torch.cat(drawn, dim=1).tolist():
+                body = row[: row.index(eos) + 1] if isinstance(eos, int) and eos in row else row
+                examples.append(EncodedExample(example_id=f"sample-{len(examples)}", input_ids=[bos] + body,
                                                labels=[-100] + body))
-                done += 1
     model.train(was_training)
     from talr_theory.training.evaluation import per_example_nll
 

@@ -209,7 +209,7 @@ def envelope_summary(trajectories: pd.DataFrame, n_grid: int = 8, method: str | 
     up = holdout_validity(df, lams[:-1], lams[-1:], beta=2.0)
     # How ΔL at fixed Δ* grows with λ: slope of log ΔL on log λ at each grid value (positive ΔL only).
     slopes = []
-    for g, sub in df.groupby("delta_star"):
+    for _g, sub in df.groupby("delta_star"):
         sub = sub[sub["delta_L"] > 0]
         if sub["lam"].nunique() >= 2:
             slopes.append(float(np.polyfit(np.log(sub["lam"]), np.log(sub["delta_L"]), 1)[0]))

@@ -20,7 +20,13 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from tqdm.auto import tqdm
 
-from talr_theory.lab.empirical import LineModel, envelope_summary, lambda_max_curve, objective_gradient, step_direction
+from talr_theory.lab.empirical import (
+    LineModel,
+    envelope_summary,
+    lambda_max_curve,
+    objective_gradient,
+    step_direction,
+)
 from talr_theory.lab.tiers import TierResult, _ensure_rows, fixed_gain_lambda_max, plain_notes
 from talr_theory.results import ResultsTable
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling

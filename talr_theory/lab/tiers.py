@@ -107,8 +107,6 @@ def _single_step_bounds(tables: dict, model0_logits: torch.Tensor, model, rtol: 
 def synthetic_tier(quick: bool = True, seed: int = 0, config: SyntheticTierConfig | None = None,
                    results_dir: str | Path | None = None, progress: bool = True) -> TierResult:
     """Run the synthetic-lab checks; frames: lambda_max (one-step), trajectories, envelope points."""
-    from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
-    from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained
 
     from talr_theory.lab.synthetic import torch_threads
 

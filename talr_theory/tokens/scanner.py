@@ -5,8 +5,8 @@ How it stays fast and small:
 - Examples are sorted by length and batched (at most ``batch_size`` examples and
   ``max_batch_tokens`` padded tokens per batch), so padding is small (the fraction is reported)
   and long documents do not blow up attention memory.
-- ``torch.inference_mode()`` everywhere; optional bf16 autocast on CPU or GPU for the transformer
-  body. Statistics default to fp32 (see ``benchmarks/bench_scanner.py`` for the bf16 accuracy cost).
+- ``torch.inference_mode()`` (``no_grad`` under bf16 autocast, whose weight-cast cache needs it);
+  optional bf16 autocast on CPU or GPU for the transformer body and head. Statistics default to fp32 (see ``benchmarks/bench_scanner.py`` for the bf16 accuracy cost).
 - The output head is applied only at positions whose next token is supervised (prompt positions
   need no logits), in chunks of positions, and the log-softmax is taken in fp32 chunk by chunk:
   log p = logit[target] - logsumexp(logits). A [batch, length, vocab] fp32 tensor never exists.
@@ -114,8 +114,11 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
     was_training = model.training
     model.eval()
     # One autocast context for the whole scan: autocast caches the bf16 copies of the weights for
-    # the life of the context, so they are cast once rather than once per batch and chunk.
-    with torch.inference_mode(), autocast():
+    # the life of the context, so they are cast once rather than once per batch and chunk. That
+    # cache is not used under inference_mode (measured: every weight was re-cast on every forward),
+    # so the bf16 path runs under no_grad, which equally records no graph.
+    grad_off = torch.no_grad if bf16_autocast else torch.inference_mode
+    with grad_off(), autocast():
         for idx in batches:
             batch = collate([encoded[i] for i in idx], pad)
             ids = batch["input_ids"].to(device)

@@ -1,1 +1,10 @@
-"""training"""
+"""The training core: one loop, every method an option.
+
+- ``config``      ``TrainConfig`` (no torch import; the CLI builds its flags from it).
+- ``objectives``  per-token losses: ``ce_loss``, ``talr_loss``, ``dft_loss``, ``flow_loss``, ``talr_weights``.
+- ``params``      L2-to-init, LoRA (peft), WiSE-FT interpolation.
+- ``core``        ``train(model, examples, config, evaluator, on_checkpoint) -> TrainResult``.
+- ``evaluation``  ``CheckpointEvaluator``: Δ*, ΔL(P1) on real text and KL(q0||qθ) on base samples, accuracy.
+- ``hf``          ``TokenLoss`` for ``transformers.Trainer(compute_loss_func=...)`` (TRL optional).
+- ``sweep``       resumable methods × LRs × seeds sweeps (``talr-theory sweep``).
+"""

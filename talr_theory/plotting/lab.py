@@ -1,0 +1,148 @@
+"""Figures of the synthetic lab and the real-LLM tier (Theorems 3.1/3.2, the advisor, the trade-off).
+
+Every function takes the tidy frames produced by ``talr_theory.lab`` and returns a matplotlib
+figure; ``save(fig, name)`` writes it as PNG to ``paths.figures_dir()`` (or a given folder).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def save(fig, name: str, folder: str | Path | None = None) -> Path:
+    from talr_theory.paths import figures_dir
+
+    root = Path(folder) if folder is not None else figures_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def envelope(points: pd.DataFrame, blocks: dict, title: str = ""):
+    """Theorem 3.1: ΔL(P1) vs Δ* at each learning rate, with the fitted envelope k1Δ* + k2Δ*²λ (dashed)."""
+    methods = sorted(points["method"].unique())
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        sub = points[points["method"] == method]
+        s_values = sorted(sub["s"].unique())
+        sub = sub[sub["s"] == s_values[len(s_values) // 2]]
+        lams = sorted(sub["lam"].unique())
+        palette = sns.color_palette("viridis", len(lams))
+        block = blocks.get(method) or {}
+        for color, lam in zip(palette, lams):
+            d = sub[sub["lam"] == lam].sort_values("delta_star")
+            ax.plot(d["delta_star"], d["delta_L"], "o-", color=color, label=f"λ={lam:g}")
+            if "k1" in block and np.isfinite(block.get("k1", np.nan)):
+                grid = np.linspace(0, d["delta_star"].max(), 50)
+                ax.plot(grid, block["k1"] * grid + block["k2"] * grid**2 * lam, "--", color=color, alpha=0.7)
+        ax.set_xlabel("domain gain Δ* (nats/example)")
+        ax.set_ylabel("ΔL(P1) (nats)")
+        ax.set_title(f"{method}: envelope β=2 (dashed), best β={block.get('beta_best', float('nan')):.1f}")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def dl_vs_lr(points: pd.DataFrame, title: str = ""):
+    """ΔL(P1) vs learning rate at fixed domain gains (log-log): the slope is Theorem 3.1's λ-dependence."""
+    pos = points[points["delta_L"] > 0].copy()
+    pos["Δ*"] = pos["delta_star"].round(3)
+    g = sns.relplot(data=pos, x="lam", y="delta_L", hue="Δ*", col="method", kind="line", marker="o",
+                    palette="rocket_r", height=3.6, facet_kws={"sharey": False})
+    g.set(xscale="log", yscale="log", xlabel="learning rate λ", ylabel="ΔL(P1) at fixed Δ*")
+    g.figure.suptitle(title, y=1.03)
+    return g.figure
+
+
+def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = ""):
+    """Theorem 3.2: λ_max(ε) after one step, per s, method and optimizer (log-log; dotted: slope 1 and 1/2)."""
+    d = lam_df[np.isfinite(lam_df["lambda_max"]) & (lam_df["lambda_max"] > 0)].copy()
+    d["panel"] = d["method"] + " / " + d["optimizer"]
+    g = sns.relplot(data=d, x="epsilon", y="lambda_max", hue="s", col="panel", kind="line", marker="o",
+                    palette="mako", height=3.4, errorbar=None, facet_kws={"sharey": False})
+    for ax in g.axes.flat:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        lo, hi = d["epsilon"].min(), d["epsilon"].max()
+        ymid = np.exp(np.log(ax.get_ylim()).mean())
+        for slope, style in ((1.0, ":"), (0.5, "-.")):
+            xs = np.array([lo, hi])
+            ax.plot(xs, ymid * (xs / np.sqrt(lo * hi)) ** slope, style, color="grey", lw=1)
+    g.set(xlabel="tolerance ε (nats)", ylabel="λ_max")
+    g.figure.suptitle(title + "  (grey: slope 1 dotted, slope ½ dash-dot)", y=1.03)
+    return g.figure
+
+
+def lambda_max_vs_s(lam_df: pd.DataFrame, s_column: str = "measured_s", title: str = ""):
+    """λ_max vs s at each ε (log-log), SFT and TALR (TALR plotted against its effective s)."""
+    d = lam_df[np.isfinite(lam_df["lambda_max"]) & (lam_df["lambda_max"] > 0) & lam_df["optimizer"].eq("sgd")].copy()
+    d["s_used"] = np.where(d["method"].eq("talr"), d["effective_s"], d[s_column])
+    d = d[d["s_used"] > 0]
+    g = sns.relplot(data=d, x="s_used", y="lambda_max", hue="epsilon", style="method", kind="scatter",
+                    palette="flare", height=3.8, aspect=1.3, hue_norm=matplotlib.colors.LogNorm())
+    ax = g.ax
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    xs = np.array([d["s_used"].min(), d["s_used"].max()])
+    ymid = np.exp(np.log(d["lambda_max"]).mean())
+    ax.plot(xs, ymid * (xs / np.sqrt(xs[0] * xs[1])) ** -0.5, "--", color="grey", lw=1, label="paper: slope −½")
+    ax.set_xlabel("s (SFT: measured hard tokens; TALR: effective s = Σw(1−p))")
+    ax.set_ylabel("λ_max (one step)")
+    g.figure.suptitle(title, y=1.03)
+    return g.figure
+
+
+def advisor_validation(table: pd.DataFrame, title: str = "Advisor: predicted vs observed ΔL(P1)"):
+    """Predicted vs observed ΔL(P1) at recommended and held-out learning rates (y = x dashed)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    sns.scatterplot(data=table, x="predicted_delta_L", y="observed_delta_L", hue="kind", style="kind", s=70, ax=ax)
+    vals = table[["predicted_delta_L", "observed_delta_L"]].to_numpy(float)
+    vals = vals[np.isfinite(vals)]
+    if vals.size:
+        lim = [vals.min() * 0.9, vals.max() * 1.1]
+        ax.plot(lim, lim, "--", color="grey")
+    for r in table.itertuples():
+        if r.kind == "recommended" and np.isfinite(r.epsilon):
+            ax.axhline(r.epsilon, color="tab:red", lw=0.6, alpha=0.4)
+    ax.set_xlabel("predicted ΔL(P1) (nats)")
+    ax.set_ylabel("observed ΔL(P1) (nats)")
+    ax.set_title(title + "\n(red lines: requested ε)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(traj: pd.DataFrame, general_col: str = "delta_L", title: str = ""):
+    """Domain gain vs general degradation at the last checkpoint, per method and learning rate."""
+    last = traj.loc[traj.groupby(["method", "lr"])["step"].idxmax()]
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    sns.scatterplot(data=last, x=general_col, y="delta_star", hue="method", size="lr", sizes=(40, 200), ax=ax)
+    for r in last.itertuples():
+        ax.annotate(f"{r.lr:g}", (getattr(r, general_col), r.delta_star), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel(f"general degradation {general_col} (nats)")
+    ax.set_ylabel("domain gain Δ* (nats/example)")
+    ax.set_title(title or "Trade-off per method and LR (last checkpoint)")
+    fig.tight_layout()
+    return fig
+
+
+def probe_check(check: pd.DataFrame, title: str = "Controlled-s probes: measured vs intended s"):
+    fig, ax = plt.subplots(figsize=(4.4, 4))
+    sns.pointplot(data=check, x="intended_s", y="measured_s", ax=ax, errorbar=None)
+    xs = sorted(check["intended_s"].unique())
+    ax.plot(range(len(xs)), xs, "--", color="grey", label="measured = intended")
+    ax.set_xlabel("intended s (random tokens per example)")
+    ax.set_ylabel("measured s (targets with p < 0.2)")
+    ax.legend()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
