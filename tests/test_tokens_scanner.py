@@ -153,3 +153,16 @@ def test_length_batches_respect_both_limits():
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 130
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(lengths, reverse=True)
+
+
+def test_hardest_tokens_show_their_context(tiny, encoded):
+    from talr_theory.tokens.stats import hardest_tokens
+
+    table = scan_tokens(tiny, encoded, progress=False)
+    hard = hardest_tokens(table, encoded, tiny.tokenizer, k=3, context=5)
+    by_id = {e.example_id: e for e in encoded}
+    for row in hard.itertuples():
+        ids = by_id[row.example_id].input_ids
+        assert ids[row.position] == row.token_id
+        assert row.context == tiny.tokenizer.decode(ids[row.position - 5:row.position])
+    assert hard.p.tolist() == sorted(table.p)[:3]

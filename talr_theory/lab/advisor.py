@@ -156,8 +156,9 @@ def validate_in_synthetic(quick: bool = True, seed: int = 0, progress: bool = Tr
     table = pd.DataFrame(rows)
     table["abs_error"] = (table["observed_delta_L"] - table["predicted_delta_L"]).abs()
     table["rel_error"] = table["abs_error"] / table["observed_delta_L"].abs()
-    table["within_epsilon"] = table["observed_delta_L"] <= table["epsilon"] * (1 + 1e-9)
-    table.loc[table["kind"] != "recommended", "within_epsilon"] = np.nan
+    # "yes"/"no" for recommended LRs; empty for held-out LRs (no tolerance was requested there)
+    within = table["observed_delta_L"] <= table["epsilon"] * (1 + 1e-9)
+    table["within_epsilon"] = np.where(table["kind"] == "recommended", np.where(within, "yes", "no"), "")
     return table
 
 

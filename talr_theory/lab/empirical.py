@@ -126,7 +126,7 @@ class LineModel:
 
 
 def lambda_max_curve(line: LineModel, delta_L: Callable, epsilons: Sequence[float],
-                     lam_start: float = 1e-3) -> list[dict]:
+                     lam_start: float = 1e-3, rtol: float = 1e-6) -> list[dict]:
     """λ_max(ε) for each ε (ascending) along one update direction; rows with the evaluation count."""
     rows = []
     cache: dict[float, float] = {}
@@ -138,7 +138,7 @@ def lambda_max_curve(line: LineModel, delta_L: Callable, epsilons: Sequence[floa
 
     start = lam_start
     for eps in sorted(epsilons):
-        lam = lambda_max_exact(f, eps, lam_start=start, rtol=1e-6)
+        lam = lambda_max_exact(f, eps, lam_start=start, rtol=rtol)
         rows.append({"epsilon": float(eps), "lambda_max": lam})
         if math.isfinite(lam):
             start = lam

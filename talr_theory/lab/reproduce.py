@@ -232,8 +232,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     sweep_frame = None
     if not cfg.quick:
         def sweep():
-            from talr_theory.training.sweep import SweepConfig, run_sweep
             from talr_theory.training.config import TrainConfig
+            from talr_theory.training.sweep import SweepConfig, run_sweep
 
             sc = SweepConfig(model=cfg.model, data="medcalc-synth", format="label",
                              methods=("sft", "talr", "l2", "flow", "wise-ft", "lora"), lrs=(1e-5, 1e-4),

@@ -146,7 +146,7 @@ def _synthetic_tier(cfg: SyntheticTierConfig, seed: int, results_dir, progress: 
         def compute(examples=examples, method=method, opt=opt):
             grads, stats = objective_gradient(model, examples, method)
             line = LineModel(model, step_direction(grads, opt))
-            rows = lambda_max_curve(line, general.delta_L, cfg.epsilons,
+            rows = lambda_max_curve(line, general.delta_L, cfg.epsilons, rtol=1e-4,
                                     lam_start=1e-3 if opt == "sgd" else 1e-5)
             out = []
             for r in rows:

@@ -204,7 +204,9 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
                       f"{f', {len(enc.dropped_ids)} dropped (no response left)' if enc.dropped_ids else ''}",
                       file=log)
         if not enc_train.examples or not enc_eval.examples:
-            raise ValueError(f"data {config.data!r}: no train or no eval examples left after encoding")
+            raise ValueError(f"data {config.data!r}: {len(train_sft)} train / {len(eval_sft)} eval examples loaded, "
+                             f"{len(enc_train.examples)} / {len(enc_eval.examples)} left after encoding; both "
+                             f"splits need at least one (use more data or a larger --max-length)")
         general = None
         if config.general_text != "none":
             general = load_general_text(tok, config.general_text, config.general_blocks, config.block_len)
