@@ -236,3 +236,22 @@ def test_model_samples_are_exact_draws_from_the_base_model():
     assert p.max() < 0.8 and (p > 0.02).sum() >= 3  # truncating to the top token would fail the check above
     logp = torch.tensor([p[e.input_ids[1]].log().item() for e in samples.examples[:50]])
     assert torch.allclose(torch.from_numpy(samples.base_sum_logprob[:50]), logp.double(), atol=1e-5)
+
+
+@pytest.mark.shared
+def test_general_text_blocks_from_wikitext():
+    from talr_theory.data.general import load_general_text
+    from talr_theory.models import build_byte_tokenizer
+    from talr_theory.paths import shared_file
+
+    if shared_file("data/general-text/wikitext-2-valid.txt") is None:
+        pytest.skip("../shared/data/general-text/wikitext-2-valid.txt is absent")
+    tok = build_byte_tokenizer()
+    text = load_general_text(tok, "wikitext", n_blocks=8, block_len=64, seed=1)
+    assert not text.is_fallback and "wikitext" in text.source and len(text.examples) == 8
+    assert all(len(e.input_ids) == 65 and e.labels == e.input_ids for e in text.examples)
+    assert len({tuple(e.input_ids) for e in text.examples}) == 8  # disjoint places in the file
+    again = load_general_text(tok, "wikitext", n_blocks=8, block_len=64, seed=1)
+    assert [e.input_ids for e in again.examples] == [e.input_ids for e in text.examples]
+    with pytest.raises(FileNotFoundError, match="expected 'auto'"):
+        load_general_text(tok, "/no/such/file.txt")

@@ -91,7 +91,10 @@ def run(args) -> int:
         from talr_theory.plotting.training import save_sweep_figures
 
         frame = pd.read_parquet(Path(config.out) / "results.parquet")
-        summary["figures"] = [str(p) for p in save_sweep_figures(frame, Path(config.out) / "figures")]
+        if {"kl_base", "delta_L_text"} & set(frame.columns):
+            summary["figures"] = [str(p) for p in save_sweep_figures(frame, Path(config.out) / "figures")]
+        else:
+            print("sweep: no general data was measured (--general-text none, --n-samples 0): no figures", file=out)
     from talr_theory.plotting.training import format_tradeoff_table
 
     if summary.get("final"):

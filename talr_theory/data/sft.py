@@ -80,9 +80,12 @@ def assign_split(groups: list[str], strata: list[str] | None = None, eval_fracti
                  seed: int = 0) -> list[str]:
     """'train'/'eval' per item; items sharing a group (e.g. the same note text) land on the same side.
 
-    Within each stratum (e.g. calculator, visited in sorted order) we move whole groups, in a seeded
-    hash order, to 'eval' until the stratum's eval share reaches ``round(eval_fraction × size)``.
-    A group spanning several strata is placed once, by the first stratum that reaches it.
+    Each stratum (e.g. calculator) gets an eval quota of floor(eval_fraction × size), and the
+    remaining round(eval_fraction × total) - Σ floors items go to the strata with the largest
+    remainders (ties in seeded hash order), so tiny strata still add up to the right total. Within
+    each stratum (visited in sorted order) whole groups move, in a seeded hash order, to 'eval'
+    until the quota is reached. A group spanning several strata is placed once, by the first
+    stratum that reaches it.
     """
     if not 0.0 <= eval_fraction <= 1.0:
         raise ValueError(f"eval_fraction must lie in [0, 1], got {eval_fraction}")
@@ -91,9 +94,14 @@ def assign_split(groups: list[str], strata: list[str] | None = None, eval_fracti
     by_stratum: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(strata):
         by_stratum[s].append(i)
+    exact = {s: eval_fraction * len(items) for s, items in by_stratum.items()}
+    quota = {s: int(x) for s, x in exact.items()}
+    extra = round(eval_fraction * len(groups)) - sum(quota.values())
+    for s in sorted(by_stratum, key=lambda s: (-(exact[s] - quota[s]), _rank(seed, s)))[:max(extra, 0)]:
+        quota[s] += 1
     for s in sorted(by_stratum):
         items = by_stratum[s]
-        target = round(eval_fraction * len(items))
+        target = quota[s]
         n_eval = sum(1 for i in items if side.get(groups[i]) == "eval")
         open_groups = sorted({groups[i] for i in items if groups[i] not in side}, key=lambda g: _rank(seed, g))
         size = defaultdict(int)
@@ -115,7 +123,11 @@ def _apply_split(examples: list[SFTExample], groups: list[str], strata: list[str
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or None")
     sides = assign_split(groups, strata, seed=seed)
-    return [ex for ex, side in zip(examples, sides) if side == split]
+    chosen = [ex for ex, side in zip(examples, sides) if side == split]
+    if not chosen:
+        raise ValueError(f"the '{split}' split of {len(examples)} examples is empty (eval fraction "
+                         f"{EVAL_FRACTION}); use more examples or no split")
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------
@@ -257,6 +269,8 @@ def load_sft(spec: str, format: str = "cot", prompt_field: str | None = None, re
                 n = int(spec.split(":", 1)[1])
             except ValueError:
                 raise ValueError(f"data spec {spec!r}: expected 'medcalc-synth:N' with an integer N") from None
+            if n < 1:
+                raise ValueError(f"data spec {spec!r}: N must be at least 1")
         examples = load_medcalc_synth(n, format, seed)
         groups = [ex.meta["note"] for ex in examples]
         strata = [ex.meta["calculator"] for ex in examples]

@@ -8,7 +8,7 @@ Theorem 3.2 (one step). For one optimizer step the update is ``θ1 = θ0 - λ·d
 that does not depend on λ: the full-batch gradient for SGD, and ``g / (|g| + eps)`` for the first
 AdamW step (Adam's bias-corrected moments after one step are m = g, v = g², no weight decay). So
 ΔL(P1) after one step is a function of λ alone, and λ_max(ε) = the smallest λ where ΔL(P1)(λ) = ε
-is found by bracketing and Brent's method (``theory.tilt.lambda_max_exact``). This is exactly
+is found by bracketing on a geometric grid and Brent's method. This is exactly
 what ``training.core.train`` does for one full-batch step (checked in the tests) but costs one
 forward pass per λ instead of a training run.
 
@@ -34,7 +34,6 @@ from talr_theory.theory.envelope import (
     holdout_validity,
     interpolate_at_common_delta,
 )
-from talr_theory.theory.tilt import lambda_max_exact
 from talr_theory.training import objectives as obj
 
 ADAM_EPS = 1e-8
@@ -120,15 +119,24 @@ class LineModel:
 
     @torch.no_grad()
     def at(self, lam: float):
-        for p, p0, d in zip(self.params, self.theta0, self.direction):
-            p.copy_(p0 - lam * d)
+        # in place, no temporaries: θ = θ0 - λ·d (matters for 100M+ parameter models)
+        torch._foreach_copy_(self.params, self.theta0)
+        torch._foreach_add_(self.params, self.direction, alpha=-lam)
         return self.model
 
 
 def lambda_max_curve(line: LineModel, delta_L: Callable, epsilons: Sequence[float],
-                     lam_start: float = 1e-3, rtol: float = 1e-6) -> list[dict]:
-    """λ_max(ε) for each ε (ascending) along one update direction; rows with the evaluation count."""
-    rows = []
+                     lam_start: float = 1e-3, rtol: float = 1e-6, factor: float = 4.0,
+                     max_moves: int = 60) -> list[dict]:
+    """λ_max(ε) for each ε along one update direction: the smallest grid-bracketed λ with ΔL(λ) = ε.
+
+    Bracketing on a geometric grid (×``factor``) from ``lam_start`` — downwards while ΔL > ε, upwards
+    while ΔL ≤ ε — then Brent's method inside the bracket. Every ΔL evaluation is one forward pass
+    over the general data, cached, so several ε share evaluations. ΔL(0) = 0 < ε always. Rows carry
+    the number of evaluations; λ_max is inf if ΔL never exceeds ε within ``max_moves`` grid moves.
+    """
+    from scipy.optimize import brentq
+
     cache: dict[float, float] = {}
 
     def f(lam: float) -> float:
@@ -136,12 +144,28 @@ def lambda_max_curve(line: LineModel, delta_L: Callable, epsilons: Sequence[floa
             cache[lam] = delta_L(line.at(lam))
         return cache[lam]
 
-    start = lam_start
+    rows, start = [], lam_start
     for eps in sorted(epsilons):
-        lam = lambda_max_exact(f, eps, lam_start=start, rtol=rtol)
-        rows.append({"epsilon": float(eps), "lambda_max": lam})
-        if math.isfinite(lam):
-            start = lam
+        if eps <= 0:
+            raise ValueError(f"tolerance eps must be > 0, got {eps}")
+        lam, moves = start, 0
+        if f(lam) > eps:
+            while f(lam) > eps and moves < max_moves:
+                lam, moves = lam / factor, moves + 1
+            lo, hi = lam, lam * factor
+        else:
+            while f(lam) <= eps and moves < max_moves:
+                lam, moves = lam * factor, moves + 1
+            lo, hi = lam / factor, lam
+        if f(hi) <= eps:
+            rows.append({"epsilon": float(eps), "lambda_max": math.inf})
+            continue
+        if f(lo) > eps:  # even the smallest grid step is unsafe: report the smallest λ tried
+            rows.append({"epsilon": float(eps), "lambda_max": lo})
+            continue
+        root = brentq(lambda x, e=eps: f(x) - e, lo, hi, rtol=max(rtol, 4 * np.finfo(float).eps), maxiter=200)
+        rows.append({"epsilon": float(eps), "lambda_max": float(root)})
+        start = root
     for r in rows:
         r["n_evals"] = len(cache)
     return rows

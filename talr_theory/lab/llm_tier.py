@@ -57,7 +57,7 @@ class LLMTierConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> LLMTierConfig:
-        return cls(s_values=(1, 4, 12), epsilons=(1e-2, 1e-1), n_probes=4, probe_len=24, n_groups=1,
+        return cls(s_values=(1, 8), epsilons=(1e-2, 1e-1), n_probes=4, probe_len=24, n_groups=1,
                    adamw_one_step=False, n_samples=4, sample_len=16, lrs=(1e-5, 3e-5, 1e-4, 3e-4), steps=2,
                    batch_size=2, n_train=4, n_eval=2, max_length=128, general_blocks=2, block_len=32, seed=seed)
 
@@ -101,8 +101,8 @@ def llm_tier(quick: bool = True, seed: int = 0, model: str = "smollm2-135m", res
                 grads, stats = objective_gradient(loaded.model, probes.examples[s], method, pad_id=pad,
                                                   batch_size=8)
                 line = LineModel(loaded.model, step_direction(grads, opt))
-                rows = lambda_max_curve(line, general_kl, cfg.epsilons, lam_start=1e-5 if opt == "sgd" else 1e-8,
-                                        rtol=1e-3)
+                rows = lambda_max_curve(line, general_kl, cfg.epsilons, lam_start=1e-4 if opt == "sgd" else 1e-7,
+                                        rtol=1e-2)
                 del line
                 return [{**r, "measured_s": stats["n_hard_0.2"], "effective_s": stats["sum_w_1mp"],
                          "sum_1mp": stats["sum_1mp"], "mean_weight": stats["mean_w"], "tau": stats["tau"]}

@@ -19,6 +19,8 @@ def scan_dataset(loaded: LoadedModel, data: str, format: str = "cot", template: 
     dataset, format, model and template so several scans can be concatenated and compared."""
     examples = load_sft(data, format=format, prompt_field=prompt_field, response_field=response_field,
                         limit=limit, seed=seed, split=split)
+    if not examples:
+        raise ValueError(f"{data}: no examples to scan")
     enc = encode_examples(examples, loaded.tokenizer, template=template, max_length=max_length)
     if not enc.examples:
         raise ValueError(f"{data}: no example has a supervised token left after truncation; raise max_length")
