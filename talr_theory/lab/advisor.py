@@ -38,7 +38,7 @@ def _fit_power(lam: np.ndarray, dl: np.ndarray) -> tuple[float, float]:
 
 
 def _solve(logc: float, p: float, eps: float) -> float:
-    if p <= 0:
+    if p <= 1e-6:  # no (or rounding-level) growth with the LR
         return math.inf
     return math.exp((math.log(eps) - logc) / p)
 

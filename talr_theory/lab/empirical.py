@@ -256,3 +256,27 @@ def envelope_summary(trajectories: pd.DataFrame, n_grid: int = 8, method: str | 
                                        df[df["delta_star"] == df["delta_star"].max()].set_index("lam")["delta_L"].items()},
     }
     return {"block": block, "points": df}
+
+
+def methods_at_equal_gain(trajectories: pd.DataFrame) -> dict:
+    """ΔL(P1) of every (method, lr) run at the largest domain gain that every run reaches.
+
+    The fair comparison of SFT and TALR (Theorem 3.1's setting): same Δ*, compare ΔL(P1).
+    Returns {"gain": G, "by_run": [{method, lr, delta_L}], "best": {method: (lr, delta_L)}}.
+    """
+    trajs, keys = [], []
+    for (method, lr), g in trajectories.groupby(["method", "lr"]):
+        g = g.sort_values("step")
+        trajs.append((float(lr), g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float)))
+        keys.append((method, float(lr)))
+    gain = min(float(t[1].max()) for t in trajs)
+    if not gain > 0:
+        return {"gain": gain, "by_run": [], "best": {}}
+    at = interpolate_at_common_delta(trajs, [gain])
+    rows = [{"method": keys[int(r.trajectory)][0], "lr": keys[int(r.trajectory)][1], "delta_L": float(r.delta_L)}
+            for r in at.itertuples()]
+    best = {}
+    for r in rows:
+        if r["method"] not in best or r["delta_L"] < best[r["method"]]["delta_L"]:
+            best[r["method"]] = {"lr": r["lr"], "delta_L": r["delta_L"]}
+    return {"gain": gain, "by_run": rows, "best": best}

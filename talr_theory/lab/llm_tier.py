@@ -24,6 +24,7 @@ from talr_theory.lab.empirical import (
     LineModel,
     envelope_summary,
     lambda_max_curve,
+    methods_at_equal_gain,
     objective_gradient,
     step_direction,
 )
@@ -36,7 +37,7 @@ from talr_theory.theory.lambda_max import fit_lambda_max_scaling
 class LLMTierConfig:
     data: str = "medcalc-synth"
     format: str = "label"
-    s_values: tuple[int, ...] = (1, 2, 4, 8, 16)
+    s_values: tuple[int, ...] = (1, 2, 4, 8)
     epsilons: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     n_probes: int = 8
     probe_len: int = 40
@@ -193,6 +194,8 @@ def llm_tier(quick: bool = True, seed: int = 0, model: str = "smollm2-135m", res
     t31.setdefault("beta_best", float("nan"))
     t31.setdefault("holdout_violation_rate", float("nan"))
     t31["by_method"] = envelopes
+    ok_traj = traj_df[traj_df["status"].eq("ok")] if "status" in traj_df else traj_df
+    t31["methods_at_equal_gain"] = methods_at_equal_gain(ok_traj)
     fixed = fixed_gain_lambda_max(env_points, cfg.epsilons) if len(env_points) else pd.DataFrame()
 
     blocks = {

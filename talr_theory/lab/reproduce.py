@@ -238,8 +238,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
             sc = SweepConfig(model=cfg.model, data="medcalc-synth", format="label",
                              methods=("sft", "talr", "l2", "flow", "wise-ft", "lora"), lrs=(1e-5, 1e-4),
                              n_train=32, n_eval=16, max_length=256, general_blocks=8, block_len=64, n_samples=8,
-                             sample_len=32, n_accuracy=8, max_new_tokens=24, out=str(out / "sweep"),
-                             train=TrainConfig(steps=6, batch_size=4, eval_every=3, seed=cfg.seed,
+                             sample_len=32, n_accuracy=4, max_new_tokens=24, out=str(out / "sweep"),
+                             train=TrainConfig(steps=4, batch_size=4, eval_every=2, seed=cfg.seed,
                                                wise_alphas=(0.5,)))
             summary = run_sweep(sc, progress=cfg.progress)
             frame = pd.read_parquet(out / "sweep" / "results.parquet")
@@ -322,8 +322,9 @@ def render_report(cfg: ReproduceConfig, s: dict, adv: pd.DataFrame, tokens: pd.D
           f"random instances; tilt-identity max error {_g(ex.get('identity_max_abs_error'))}.", ""]
 
     L += ["## Safe-LR advisor — validation on held-out runs (synthetic lab, exact ΔL)", "",
-          "The advisor fitted ΔL(P1) ≈ a + b·λ at the requested gain from three pilot LRs; each recommended "
-          "LR (and each held-out LR) was then trained from scratch, never part of the pilot.", "",
+          "The advisor fitted ΔL(P1) ≈ c·λ^p at the requested gain from the pilot LRs and solved c·λ^p = ε "
+          "(capped at the largest pilot LR); each recommended LR (and each held-out LR) was then trained from "
+          "scratch — none of them was part of the pilot.", "",
           md_table(adv[[c for c in ("kind", "epsilon", "gain", "lr", "band_lo", "band_hi", "status",
                                     "predicted_delta_L", "observed_delta_L", "rel_error", "within_epsilon")
                         if c in adv.columns]]), ""]

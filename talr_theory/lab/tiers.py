@@ -27,6 +27,7 @@ from talr_theory.lab.empirical import (
     LineModel,
     envelope_summary,
     lambda_max_curve,
+    methods_at_equal_gain,
     objective_gradient,
     run_trajectory,
     step_direction,
@@ -232,6 +233,7 @@ def _synthetic_tier(cfg: SyntheticTierConfig, seed: int, results_dir, progress: 
     main_s = 2 if 2 in cfg.traj_s_values else cfg.traj_s_values[0]
     t31 = dict(envelopes[f"sft_s{main_s}"])
     t31["by_method_and_s"] = envelopes
+    t31["methods_at_equal_gain"] = methods_at_equal_gain(traj_df[traj_df["s"] == main_s])
 
     # λ_max at a fixed domain gain: from the interpolated envelope points (ΔL at Δ* vs λ).
     fixed = fixed_gain_lambda_max(env_points, cfg.epsilons)
@@ -305,7 +307,26 @@ def plain_notes(blocks: dict) -> list[str]:
                        "performance" if slope > 0.05 else
                        "disagrees with the paper's claim that smaller steps preserve more at fixed gain")
             notes.append(f"[{tier}] At fixed Δ*, log ΔL(P1) grows with log λ with median slope {slope:.2f}: {verdict}.")
+    eq = t31.get("methods_at_equal_gain") or {}
+    if len(eq.get("best", {})) >= 2:
+        parts = [f"{m}: ΔL(P1)={v['delta_L']:.3g} at LR {v['lr']:g}" for m, v in sorted(eq["best"].items())]
+        winner = min(eq["best"], key=lambda m: eq["best"][m]["delta_L"])
+        if winner == "talr":
+            verdict = "agrees with the paper (TALR preserves more general performance at equal gain)"
+        elif tier == "synthetic":
+            verdict = ("disagrees with the paper's TALR claim here: TALR floors the hard (concept) tokens' weight "
+                       "at w_min, so it needs much larger steps to reach the same gain, and those larger steps "
+                       "also move the easy tokens' contexts")
+        else:
+            verdict = "does not reproduce the paper's TALR advantage at this scale"
+        notes.append(f"[{tier}] At equal domain gain Δ*={eq['gain']:.3g}, the least degradation per method over the "
+                     f"LRs tried: {'; '.join(parts)} — {verdict}.")
     t32 = blocks.get("theorem_3_2") or {}
+    for name in ("theorem_3_2", "theorem_3_2_talr"):
+        b = blocks.get(name) or {}
+        if b.get("n_groups") is not None and b["n_groups"] < 4:
+            notes.append(f"[{tier}] {name}: only {b['n_groups']} bootstrap groups (random batches × s values), "
+                         "so its confidence intervals are not meaningful; run the default scale.")
     if t32:
         notes.append(f"[{tier}] Theorem 3.2 (SFT, SGD, one step): ε exponent {_fmt_ci(t32, 'eps_exponent')} "
                      f"(paper: 1), s exponent {_fmt_ci(t32, 's_exponent')} (paper: -0.5); regime: {t32['regime']}.")
