@@ -35,8 +35,8 @@ from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained, to
 from talr_theory.plotting import lab as plots
 
 QUICK = os.environ.get("TALR_QUICK", "0") == "1"
-LRS = (0.01, 0.02, 0.04, 0.08) if QUICK else (0.005, 0.01, 0.02, 0.04, 0.08)
-STEPS_AT_MAX_LR = 8 if QUICK else 16
+LRS = (0.02, 0.04, 0.08) if QUICK else (0.005, 0.01, 0.02, 0.04, 0.08)
+STEPS_AT_MAX_LR = 6 if QUICK else 16
 TALR_LR_SCALE = 20  # TALR floors hard-token weights at w_min: it needs larger LRs to reach the same Δ*
 
 # %%
