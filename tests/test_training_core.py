@@ -11,14 +11,7 @@ from talr_theory.data.encode import EncodedExample
 from talr_theory.training.core import TrainConfig, train
 from talr_theory.training.params import snapshot, wise_interpolate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and the CPU is shared with other test processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VOCAB = 48
 
