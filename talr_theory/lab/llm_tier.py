@@ -39,14 +39,14 @@ class LLMTierConfig:
     format: str = "label"
     s_values: tuple[int, ...] = (1, 2, 4, 8)
     epsilons: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
-    n_probes: int = 8
+    n_probes: int = 6
     probe_len: int = 40
     n_groups: int = 2
     adamw_one_step: bool = True   # AdamW's first step for SFT (TALR: SGD only, to bound the run time)
     n_samples: int = 8
     sample_len: int = 32
     lrs: tuple[float, ...] = (1e-5, 3e-5, 1e-4, 3e-4)
-    steps: int = 6
+    steps: int = 5
     batch_size: int = 4
     n_train: int = 32
     n_eval: int = 8

@@ -237,8 +237,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
 
             sc = SweepConfig(model=cfg.model, data="medcalc-synth", format="label",
                              methods=("sft", "talr", "l2", "flow", "wise-ft", "lora"), lrs=(1e-5, 1e-4),
-                             n_train=32, n_eval=16, max_length=256, general_blocks=8, block_len=64, n_samples=8,
-                             sample_len=32, n_accuracy=4, max_new_tokens=24, out=str(out / "sweep"),
+                             n_train=32, n_eval=8, max_length=256, general_blocks=8, block_len=64, n_samples=6,
+                             sample_len=32, n_accuracy=2, max_new_tokens=24, out=str(out / "sweep"),
                              train=TrainConfig(steps=4, batch_size=4, eval_every=4, seed=cfg.seed,
                                                wise_alphas=(0.5,)))
             summary = run_sweep(sc, progress=cfg.progress)
@@ -266,6 +266,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
 
         for p in figs.glob("*.png"):
             shutil.copy2(p, figures_dir() / p.name)
+        # The report travels with the figures it describes, so the README can link both.
+        shutil.copy2(out / "report.md", figures_dir() / "report.md")
     return summary
 
 
@@ -285,8 +287,9 @@ def render_report(cfg: ReproduceConfig, s: dict, adv: pd.DataFrame, tokens: pd.D
     ex, syn, llm = s["exact"], s["synthetic"], s["llm"]
     L = [f"# talr-theory reproduce — {'quick' if cfg.quick else 'default'} scale",
          "",
-         f"Model: `{cfg.model}`; seed {cfg.seed}; total {s['total_s']:.0f} s "
-         f"(resumed stages: {', '.join(s['resumed_stages']) or 'none'}). Every number below was measured by "
+         f"Model: `{cfg.model}`; seed {cfg.seed}; this invocation took {s['total_s']:.0f} s "
+         f"(resumed stages: {', '.join(s['resumed_stages']) or 'none'}); all stages together took "
+         f"{sum(s['timings_s'].values()):.0f} s when they ran. Every number below was measured by "
          "this run; the paper's numbers are quoted only in the clearly labelled reference columns.",
          "", "Stage timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in s["timings_s"].items()), ""]
     if cfg.quick:
