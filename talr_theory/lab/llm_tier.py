@@ -43,10 +43,10 @@ class LLMTierConfig:
     probe_len: int = 40
     n_groups: int = 2
     adamw_one_step: bool = True   # AdamW's first step for SFT (TALR: SGD only, to bound the run time)
-    n_samples: int = 8
+    n_samples: int = 6
     sample_len: int = 32
     lrs: tuple[float, ...] = (1e-5, 3e-5, 1e-4, 3e-4)
-    steps: int = 5
+    steps: int = 4
     batch_size: int = 4
     n_train: int = 32
     n_eval: int = 8

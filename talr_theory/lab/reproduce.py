@@ -239,7 +239,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
                              methods=("sft", "talr", "l2", "flow", "wise-ft", "lora"), lrs=(1e-5, 1e-4),
                              n_train=32, n_eval=8, max_length=256, general_blocks=8, block_len=64, n_samples=6,
                              sample_len=32, n_accuracy=2, max_new_tokens=24, out=str(out / "sweep"),
-                             train=TrainConfig(steps=4, batch_size=4, eval_every=4, seed=cfg.seed,
+                             train=TrainConfig(steps=3, batch_size=4, eval_every=3, seed=cfg.seed,
                                                wise_alphas=(0.5,)))
             summary = run_sweep(sc, progress=cfg.progress)
             frame = pd.read_parquet(out / "sweep" / "results.parquet")
