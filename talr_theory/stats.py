@@ -41,12 +41,20 @@ class PowerLawFit:
     log_prefactor: float
     r2: float
     n: int
+    n_groups: int = 0
+    n_boot_valid: int = 0
 
     def exponent(self, name: str) -> float:
         return self.exponents[self.names.index(name)]
 
     def ci(self, name: str) -> tuple[float, float]:
         return self.cis[self.names.index(name)]
+
+    def outside(self, name: str) -> bool:
+        """True when the estimate lies outside its own percentile interval (bootstrap bias)."""
+        lo, hi = self.ci(name)
+        est = self.exponent(name)
+        return bool(np.isfinite(lo) and np.isfinite(hi) and not (lo <= est <= hi))
 
 
 def _lstsq_loglog(logy: np.ndarray, logx: np.ndarray) -> np.ndarray:
@@ -66,8 +74,10 @@ def fit_power_law(
     """Regress log y on log of each regressor; bootstrap over ``groups`` (default: over points).
 
     Resampling whole groups (e.g. all ε values of one random instance) keeps correlated points
-    together so the interval is not falsely narrow. The point estimate always lies inside the
-    reported interval: the interval is widened to include it if the bootstrap distribution is skewed.
+    together so the interval is not falsely narrow. Intervals are percentile intervals reported as
+    computed: an estimate outside its own interval is a sign of bias and is left visible
+    (``PowerLawFit.outside``). Fewer than 3 groups give no interval (NaN): a bootstrap over one or two
+    units cannot describe the spread.
     """
     y = np.asarray(y, dtype=np.float64)
     names = tuple(regressors)
@@ -97,7 +107,10 @@ def fit_power_law(
     alpha = (1.0 - level) / 2.0
     cis = []
     for k in range(len(names)):
-        lo, hi = np.nanquantile(boots_arr[:, k], [alpha, 1.0 - alpha])
-        est = coef[1 + k]
-        cis.append((float(min(lo, est)), float(max(hi, est))))
-    return PowerLawFit(names, tuple(float(c) for c in coef[1:]), tuple(cis), float(coef[0]), r2, len(y))
+        if len(unique) < 3 or len(boots) < max(20, n_boot // 2):
+            cis.append((float("nan"), float("nan")))
+            continue
+        lo, hi = np.quantile(boots_arr[:, k], [alpha, 1.0 - alpha])
+        cis.append((float(lo), float(hi)))
+    return PowerLawFit(names, tuple(float(c) for c in coef[1:]), tuple(cis), float(coef[0]), r2, len(y),
+                       len(unique), len(boots))

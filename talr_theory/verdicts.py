@@ -1,0 +1,176 @@
+"""One rule that turns a measured interval into a verdict about one of the paper's claims.
+
+Every sentence of the report that compares a measurement with the paper comes from a
+:class:`Verdict`. The label is derived from the record's own fields by :func:`judge`, so anyone can
+recompute it from the JSON:
+
+- point claim (``paper_value`` a number, ``alternative_value`` a number):
+  ``agrees``        the CI contains the paper's value and excludes the alternative;
+  ``disagrees``     the CI excludes the paper's value;
+  ``uninformative`` the CI contains both, or is missing / NaN.
+- range claim (``paper_value`` = [a, b]):
+  ``agrees``        the CI lies inside [a, b];
+  ``disagrees``     the CI misses [a, b] entirely;
+  ``uninformative`` otherwise (it straddles an edge), or the CI is missing / NaN.
+- ``code-check``: an identity or bound that holds for *any* model (a check of our code, not of the
+  theorem). It is reported as a correctness check and never counted as evidence.
+
+Intervals are inclusive at both ends. A point claim without an alternative can never be
+``agrees`` (there is nothing the interval could have ruled out): it is ``uninformative`` unless the
+interval excludes the paper's value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+LABELS = ("agrees", "disagrees", "uninformative", "code-check")
+
+Value = float | tuple[float, float] | None
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(float(x))
+
+
+def _as_value(v) -> Value:
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ValueError(f"a range value needs two numbers [a, b], got {v!r}")
+        a, b = float(v[0]), float(v[1])
+        if a > b:
+            raise ValueError(f"a range value needs a <= b, got {v!r}")
+        return (a, b)
+    return float(v)
+
+
+def _overlaps(lo: float, hi: float, value: float | tuple[float, float]) -> bool:
+    if isinstance(value, tuple):
+        return lo <= value[1] and hi >= value[0]
+    return lo <= value <= hi
+
+
+def judge(ci_lo, ci_hi, paper_value, alternative_value=None) -> str:
+    """The verdict label from an interval and the claim's values (see the module docstring)."""
+    paper = _as_value(paper_value)
+    alt = _as_value(alternative_value)
+    if paper is None:
+        raise ValueError("judge needs a paper_value (use code_check for identities and bounds)")
+    if not (_finite(ci_lo) and _finite(ci_hi)) or float(ci_lo) > float(ci_hi):
+        return "uninformative"
+    lo, hi = float(ci_lo), float(ci_hi)
+    if isinstance(paper, tuple):
+        if paper[0] <= lo and hi <= paper[1]:
+            return "agrees"
+        if hi < paper[0] or lo > paper[1]:
+            return "disagrees"
+        return "uninformative"
+    if not _overlaps(lo, hi, paper):
+        return "disagrees"
+    if alt is not None and not _overlaps(lo, hi, alt):
+        return "agrees"
+    return "uninformative"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim, one measured number with its interval, and the label the rule gives it."""
+
+    claim: str
+    tier: str
+    quantity: str
+    estimate: float
+    ci_lo: float
+    ci_hi: float
+    paper_value: Value
+    alternative_value: Value
+    verdict: str
+    note: str = ""
+
+    def __post_init__(self):
+        if self.verdict not in LABELS:
+            raise ValueError(f"verdict must be one of {LABELS}, got {self.verdict!r}")
+
+    @property
+    def estimate_outside_ci(self) -> bool:
+        """The point estimate lies outside its own percentile interval: a sign of bias, reported as such."""
+        if not (_finite(self.estimate) and _finite(self.ci_lo) and _finite(self.ci_hi)):
+            return False
+        return not (self.ci_lo <= self.estimate <= self.ci_hi)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("paper_value", "alternative_value"):
+            if isinstance(d[k], tuple):
+                d[k] = list(d[k])
+        for k in ("estimate", "ci_lo", "ci_hi"):
+            if d[k] is not None and not _finite(d[k]):
+                d[k] = None
+        d["estimate_outside_ci"] = self.estimate_outside_ci
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Verdict:
+        keep = {k: d.get(k) for k in ("claim", "tier", "quantity", "estimate", "ci_lo", "ci_hi",
+                                       "paper_value", "alternative_value", "verdict", "note")}
+        for k in ("estimate", "ci_lo", "ci_hi"):
+            keep[k] = float("nan") if keep[k] is None else float(keep[k])
+        for k in ("paper_value", "alternative_value"):
+            keep[k] = _as_value(keep[k])
+        keep["note"] = keep["note"] or ""
+        return cls(**keep)
+
+    def sentence(self) -> str:
+        """One line for the report: claim, number, interval, the paper's value and the label."""
+        if self.verdict == "code-check":
+            return f"[{self.tier}] {self.claim} ({self.quantity}): {fmt_num(self.estimate)} — code-check. {self.note}".rstrip()
+        text = (f"[{self.tier}] {self.claim}: {self.quantity} = "
+                f"{format_ci(self.estimate, self.ci_lo, self.ci_hi)}; paper {fmt_value(self.paper_value)}, "
+                f"alternative {fmt_value(self.alternative_value)} → **{self.verdict}**.")
+        if self.estimate_outside_ci:
+            text += " (The estimate lies outside its own percentile interval: the bootstrap distribution is biased.)"
+        return f"{text} {self.note}".rstrip()
+
+
+def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[float] | None,
+            paper_value, alternative_value=None, note: str = "") -> Verdict:
+    """Build a record whose label is :func:`judge` of its own fields."""
+    lo, hi = (float("nan"), float("nan")) if ci is None else (float(ci[0]), float(ci[1]))
+    est = float("nan") if estimate is None else float(estimate)
+    return Verdict(claim, tier, quantity, est, lo, hi, _as_value(paper_value), _as_value(alternative_value),
+                   judge(lo, hi, paper_value, alternative_value), note)
+
+
+def code_check(claim: str, tier: str, quantity: str, estimate: float, note: str = "") -> Verdict:
+    """An identity or bound that holds for any model: a correctness check of the code, never evidence."""
+    return Verdict(claim, tier, quantity, float(estimate), float("nan"), float("nan"), None, None,
+                   "code-check", note)
+
+
+def fmt_num(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return format(float(x), f".{digits}g")
+
+
+def fmt_value(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, (list, tuple)):
+        return f"[{fmt_num(v[0])}, {fmt_num(v[1])}]"
+    return fmt_num(v)
+
+
+def format_ci(estimate, lo, hi, digits: int = 3) -> str:
+    """The one CI formatter: ``est [lo, hi]``; a missing interval reads ``est [no interval]``."""
+    if not (_finite(lo) and _finite(hi)):
+        return f"{fmt_num(estimate, digits)} [no interval]"
+    return f"{fmt_num(estimate, digits)} [{fmt_num(lo, digits)}, {fmt_num(hi, digits)}]"
+
+
+def counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
+    return {label: sum(v.verdict == label for v in verdicts) for label in LABELS}
