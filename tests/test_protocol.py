@@ -1,0 +1,119 @@
+"""The tier protocol's shared pieces: fingerprinted stages, equal-gain interpolation, paired ratios, the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from talr_theory import report
+from talr_theory.tiers import protocol
+from talr_theory.tiers.protocol import StageStore, TierResult, cost_at_gain, fingerprint, paired_ratio
+from talr_theory.verdicts import code_check, verdict
+
+
+@dataclasses.dataclass
+class _Cfg:
+    lrs: tuple[float, ...] = (0.1, 0.2)
+    seed: int = 0
+
+
+def _result(value: float) -> TierResult:
+    return TierResult("toy", {"seed": 0}, {"points": pd.DataFrame({"x": [value, 2.0]})},
+                      [verdict("thm3.2_eps_exponent", "toy", "a", value, (value - 0.1, value + 0.1), 1.0, 0.5)],
+                      {"summary": "toy"})
+
+
+def test_stage_is_reused_only_with_the_same_fingerprint(tmp_path):
+    calls = []
+
+    def fn(v):
+        calls.append(v)
+        return _result(v)
+
+    store = StageStore(tmp_path)
+    first = store.run("toy", _Cfg(), lambda: fn(1.0))
+    again = StageStore(tmp_path).run("toy", _Cfg(), lambda: fn(9.0))
+    assert calls == [1.0] and again.verdicts == first.verdicts
+    assert again.frames["points"]["x"].tolist() == [1.0, 2.0]
+    # Another grid: the stored stage is refused and recomputed, never mixed in.
+    other = StageStore(tmp_path)
+    with pytest.warns(UserWarning, match="another config"):
+        changed = other.run("toy", _Cfg(lrs=(0.1, 0.4)), lambda: fn(0.5))
+    assert calls == [1.0, 0.5] and changed.verdicts[0].estimate == 0.5 and other.discarded == ["toy"]
+
+
+def test_fingerprint_tracks_config_and_version(monkeypatch):
+    a = fingerprint(_Cfg())
+    assert a == fingerprint(_Cfg()) and a != fingerprint(_Cfg(seed=1))
+    monkeypatch.setattr(protocol, "__version__", "9.9.9")
+    assert fingerprint(_Cfg()) != a
+
+
+def test_results_table_folder_carries_the_fingerprint(tmp_path):
+    t1 = protocol.results_table(tmp_path, "syn", _Cfg(), ["k"])
+    t2 = protocol.results_table(tmp_path, "syn", _Cfg(seed=3), ["k"])
+    t1.append({"k": 1, "v": 1.0})
+    assert len(t1.load()) == 1 and len(t2.load()) == 0
+    assert protocol.results_table(None, "syn", _Cfg(), ["k"]) is None
+
+
+def test_cost_at_gain_never_uses_the_origin_as_a_bracket():
+    # The first step overshoots gain 0.5: with the origin excluded that target is unmeasured (NaN),
+    # where a chord from (0, 0) would have invented 0.5 * 0.4 / 1.0 = 0.2.
+    traj = pd.DataFrame({"run": "a", "step": [0, 1, 2, 3], "delta_star": [0.0, 1.0, 2.0, 3.0],
+                         "delta_L": [0.0, 0.4, 1.0, 2.2]})
+    at = cost_at_gain(traj, [0.5, 1.5, 3.0, 4.0], by=["run"])
+    assert math.isnan(at["delta_L"].iloc[0]) and not at["measured"].iloc[0]
+    assert at["delta_L"].iloc[1] == pytest.approx(0.7)
+    assert at["delta_L"].iloc[2] == pytest.approx(2.2)
+    assert math.isnan(at["delta_L"].iloc[3])
+    with_origin = cost_at_gain(traj, [0.5], by=["run"], min_step=0)
+    assert with_origin["delta_L"].iloc[0] == pytest.approx(0.2)
+
+
+def test_frontier_takes_the_least_cost_over_learning_rates():
+    at = pd.DataFrame({"lr": [1, 2, 1, 2], "gain": [1, 1, 2, 2], "delta_L": [0.3, 0.2, np.nan, 0.9]})
+    f = protocol.frontier(at, over="lr", by=["gain"])
+    assert f.set_index("gain")["delta_L"].to_dict() == {1: 0.2, 2: 0.9}
+    assert f.set_index("gain")["lr"].to_dict() == {1: 2, 2: 2}
+
+
+def test_paired_ratio_is_a_geometric_mean_with_unit_bootstrap():
+    num = np.array([2.0, 8.0, 1.0, 1.0, 4.0, 4.0])
+    den = np.array([1.0, 2.0, 1.0, 2.0, 2.0, 1.0])
+    units = np.array([0, 0, 1, 1, 2, 2])
+    r = paired_ratio(num, den, units, n_boot=500)
+    assert r.estimate == pytest.approx(np.exp(np.mean(np.log(num / den))))
+    assert r.n_units == 3 and r.n_pairs == 6 and r.ci[0] <= r.ci[1]
+    # Two units are not enough for an interval; non-positive values are left out and counted.
+    r2 = paired_ratio(num[:4], den[:4], units[:4])
+    assert math.isnan(r2.ci[0]) and r2.n_units == 2
+    r3 = paired_ratio(np.array([1.0, -1.0, 2.0, 3.0]), np.ones(4), np.array([0, 1, 2, 3]))
+    assert r3.n_pairs == 3
+    v = protocol.ratio_verdict("talr_vs_sft_at_equal_gain", "toy", "ratio", r2)
+    assert v.verdict == "uninformative"
+
+
+def test_report_sentences_come_from_verdicts_and_code_checks_are_apart():
+    res = _result(0.52)
+    res.verdicts.append(code_check("tilt_bounds", "toy", "violations", 0))
+    res.info["report_tables"] = {"Points": "points"}
+    text = report.render([res], "title")
+    claims = text.split("## Tier")[0]
+    assert "thm3.2_eps_exponent" in claims and "**disagrees**" in claims
+    assert "tilt_bounds" not in claims
+    assert "tilt_bounds" in text.split("## Code checks")[1]
+    assert "Totals: agrees 0, disagrees 1, uninformative 0." in text
+
+
+def test_tier_result_round_trip(tmp_path):
+    res = _result(1.0)
+    res.frames["mixed"] = pd.DataFrame({"a": [{"x": 1}, None]})
+    res.save(tmp_path / "r")
+    back = TierResult.load(tmp_path / "r")
+    assert back.verdicts == res.verdicts and back.tier == "toy"
+    assert back.frames["mixed"]["a"].iloc[0] == '{"x": 1}'

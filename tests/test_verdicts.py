@@ -1,0 +1,79 @@
+"""The verdict rule on constructed cases, and the record's round trip through JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from talr_theory.verdicts import Verdict, code_check, format_ci, judge, verdict
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("lo, hi, paper, alt, expected", [
+    # point claims (ε exponent: paper 1, alternative 0.5)
+    (0.9, 1.1, 1.0, 0.5, "agrees"),            # contains paper, excludes alternative
+    (0.45, 0.55, 1.0, 0.5, "disagrees"),       # excludes paper (contains the alternative)
+    (1.2, 1.4, 1.0, 0.5, "disagrees"),         # excludes both: still disagrees with the paper
+    (0.4, 1.1, 1.0, 0.5, "uninformative"),     # contains both
+    (1.0, 1.0, 1.0, 0.5, "agrees"),            # inclusive ends
+    (0.5, 1.0, 1.0, 0.5, "uninformative"),     # both on the edges
+    (NAN, 1.1, 1.0, 0.5, "uninformative"),     # missing interval
+    (None, None, 1.0, 0.5, "uninformative"),
+    (0.9, 1.1, 1.0, None, "uninformative"),    # no alternative: nothing was ruled out
+    (-0.6, -0.4, -0.5, 0.0, "agrees"),         # s exponent
+    (-0.3, 0.1, -0.5, 0.0, "disagrees"),
+    (-0.8, 0.2, -0.5, 0.0, "uninformative"),
+    # range claims (fixed-gain slope in [0, 1]; ratios below one)
+    (0.2, 0.9, (0.0, 1.0), None, "agrees"),
+    (0.0, 1.0, (0.0, 1.0), None, "agrees"),
+    (0.5, 1.5, (0.0, 1.0), None, "uninformative"),
+    (1.2, 1.6, (0.0, 1.0), None, "disagrees"),
+    (-0.5, -0.1, (0.0, 1.0), None, "disagrees"),
+    (NAN, NAN, (0.0, 1.0), None, "uninformative"),
+])
+def test_rule(lo, hi, paper, alt, expected):
+    assert judge(lo, hi, paper, alt) == expected
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(ValueError, match="a <= b"):
+        judge(0.1, 0.2, (1.0, 0.0))
+    with pytest.raises(ValueError, match="paper_value"):
+        judge(0.1, 0.2, None)
+    with pytest.raises(ValueError, match="verdict must be"):
+        Verdict("c", "t", "q", 1.0, 0.0, 2.0, 1.0, 0.5, "consistent")
+
+
+def test_record_label_is_the_rule_of_its_own_fields_and_survives_json():
+    v = verdict("thm3.2_eps_exponent", "exact", "a", 0.52, (0.47, 0.58), 1.0, 0.5)
+    assert v.verdict == "disagrees"
+    d = json.loads(json.dumps(v.to_dict()))
+    assert set(d) >= {"claim", "tier", "quantity", "estimate", "ci_lo", "ci_hi", "paper_value",
+                      "alternative_value", "verdict"}
+    assert judge(d["ci_lo"], d["ci_hi"], d["paper_value"], d["alternative_value"]) == d["verdict"]
+    assert Verdict.from_dict(d) == v
+    r = verdict("thm3.1_fixed_gain_slope", "synthetic", "slope", 1.56, (1.3, 1.8), (0.0, 1.0))
+    assert r.verdict == "disagrees" and r.to_dict()["paper_value"] == [0.0, 1.0]
+
+
+def test_missing_interval_serializes_as_null_and_reads_uninformative():
+    v = verdict("thm3.2_s_exponent", "llm", "b", -0.3, None, -0.5, 0.0)
+    d = v.to_dict()
+    assert d["ci_lo"] is None and d["verdict"] == "uninformative"
+    assert "no interval" in format_ci(v.estimate, v.ci_lo, v.ci_hi)
+
+
+def test_estimate_outside_its_interval_is_flagged_in_the_sentence():
+    v = verdict("thm3.2_eps_exponent", "exact", "a", 0.95, (0.97, 1.2), 1.0, 0.5)
+    assert v.estimate_outside_ci and v.to_dict()["estimate_outside_ci"]
+    assert "outside its own percentile interval" in v.sentence()
+    assert not verdict("x", "t", "q", 1.0, (0.9, 1.1), 1.0, 0.5).estimate_outside_ci
+
+
+def test_code_check_is_never_evidence():
+    c = code_check("tilt_bounds", "exact", "violations", 0)
+    assert c.verdict == "code-check" and math.isnan(c.ci_lo) and c.paper_value is None
+    assert "code-check" in c.sentence()
