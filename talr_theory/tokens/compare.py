@@ -108,3 +108,16 @@ def compare_summary(base: pd.DataFrame, tuned: pd.DataFrame, thresholds=DEFAULT_
         "frac_tokens_easier": float((d > 0).mean()), "frac_tokens_harder": float((d < 0).mean()),
         "movers": movers(paired, encoded, tokenizer, k=k),
     }
+
+
+def frac_above_by_base(base: pd.DataFrame, current: pd.DataFrame, threshold: float = 0.2) -> dict:
+    """The easy-token fraction (p > θ) now, split by how the base model found each token: among the
+    tokens that started hard (base p ≤ θ) and those that started easy (base p > θ). NaN for an empty
+    group. Returns {"base_hard", "base_easy", "n_base_hard", "n_base_easy"}."""
+    paired = paired_table(base, current)
+    started_hard = (paired["p_base"] <= threshold).to_numpy()
+    easy_now = (paired["p"] > threshold).to_numpy()
+    n_hard, n_easy = int(started_hard.sum()), int((~started_hard).sum())
+    return {"base_hard": float(easy_now[started_hard].mean()) if n_hard else float("nan"),
+            "base_easy": float(easy_now[~started_hard].mean()) if n_easy else float("nan"),
+            "n_base_hard": n_hard, "n_base_easy": n_easy}

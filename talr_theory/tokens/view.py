@@ -162,6 +162,10 @@ def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: di
     hard_mask = np.zeros(len(table), dtype=np.int64)
     for j, th in enumerate(thresholds):
         hard_mask |= (p < th).astype(np.int64) << j
+    if compare:
+        base_mask = np.zeros(len(table), dtype=np.int64)
+        for j, th in enumerate(thresholds):
+            base_mask |= (table["p_base"].to_numpy(np.float64) < th).astype(np.int64) << j
     groups = table.groupby("example_id", sort=False).indices  # example id -> row numbers
     positions = table["position"].to_numpy()
     rank = table["rank"].to_numpy() if "rank" in table.columns else None
@@ -170,7 +174,8 @@ def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: di
         p_base, dlogp = table["p_base"].to_numpy(np.float64), table["dlogp"].to_numpy(np.float64)
         rank_base = table["rank_base"].to_numpy() if "rank_base" in table.columns else None
 
-    tok_info: list = []  # per token, for the tooltip: [rank, [[text, p], ...], hard mask, [base p, base rank]]
+    # per token, for the tooltip: [rank, [[text, p], ...], hard mask (bit j: p < θ_j), [base p, base rank, base mask]]
+    tok_info: list = []
     sections = []
     s_rows = []
     for idx, ex in enumerate(encoded):
@@ -200,7 +205,8 @@ def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: di
                     int(hard_mask[i])]
             attrs = f'data-p="{_fmt_p(p[i])}"'
             if compare:
-                info.append([round(float(p_base[i]), 6), int(rank_base[i]) if rank_base is not None else None])
+                info.append([round(float(p_base[i]), 6), int(rank_base[i]) if rank_base is not None else None,
+                             int(base_mask[i])])
                 attrs += f' data-p0="{_fmt_p(p_base[i])}" data-d="{dlogp[i]:.6g}"'
             tok_info.append(info)
             parts.append(f'<span class="t c{int(bins[i])}" {attrs} data-k="{k}">{html.escape(text)}</span>')
@@ -314,7 +320,9 @@ document.addEventListener('mouseover', e => {
     lines.push((D.compare ? 'tuned model top ' : 'top ') + info[1].length + ':');
     info[1].forEach(a => lines.push('  ' + JSON.stringify(a[0]) + '  ' + fmt(a[1])));
   }
-  lines.push('counts towards s(θ): ' + D.th.map((t, j) => 'θ=' + t + ' ' + ((info[2] >> j) & 1 ? 'yes' : 'no')).join(', '));
+  const yn = (m, j) => ((m >> j) & 1 ? 'yes' : 'no');
+  lines.push('counts towards s(θ)' + (D.compare ? ' base→tuned: ' : ': ') + D.th.map((t, j) =>
+    'θ=' + t + ' ' + (D.compare ? yn(info[3][2], j) + '→' : '') + yn(info[2], j)).join(', '));
   tip.textContent = lines.join('\n');
   tip.style.display = 'block';
   const r = el.getBoundingClientRect();
