@@ -138,6 +138,25 @@ def _header_rows(summary: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def view_summary(table: pd.DataFrame, thresholds=(0.05, 0.1, 0.2, 0.5), n_boot: int = 1000, seed: int = 0,
+                 truncated_examples: int = 0, **extra) -> dict:
+    """The header of a single-model page from a scan (the CLI builds the same from its summary)."""
+    from talr_theory.tokens.stats import s_statistics, token_summary
+
+    summ = token_summary(table, n_boot=n_boot, seed=seed)
+    s = s_statistics(table, thresholds, n_boot=n_boot, seed=seed)
+    return {"n_examples": summ["n_examples"], "n_target_tokens": summ["n_target_tokens"],
+            "s": {f"{th:g}": {"mean": v["mean"], "ci": list(v["ci"])} for th, v in s.items()},
+            "median_p": summ["median_p"], "frac_p_gt_0.2": summ["frac_p_gt_0.2"],
+            "frac_p_gt_0.2_ci": list(summ["frac_p_gt_0.2_ci"]), "truncated_examples": truncated_examples, **extra}
+
+
+def iframe(page: str, height: int = 600) -> str:
+    """``page`` embedded in an ``<iframe srcdoc>``, for notebooks (keeps its script and styles apart)."""
+    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
+            f'border:1px solid #ccc"></iframe>')
+
+
 def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: dict,
                       thresholds=(0.05, 0.1, 0.2, 0.5), title: str = "Token difficulty",
                       page_size: int = PAGE_SIZE) -> str:
