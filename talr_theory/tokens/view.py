@@ -15,7 +15,8 @@ from elsewhere:
 
 Size: all token spans are written into the page (so it can be checked by machine and read
 without JavaScript); JavaScript shows ``PAGE_SIZE`` examples at a time. Pages are limited to
-``MAX_EXAMPLES`` examples and ``MAX_TOKENS`` target tokens (about 10–25 MB of HTML); larger scans
+``MAX_EXAMPLES`` examples and ``MAX_TOKENS`` target tokens (about 130 bytes of HTML per token, so
+at most ~26 MB); larger scans
 raise an error asking for ``--limit`` rather than writing a page a browser struggles with.
 """
 
@@ -296,9 +297,14 @@ const secs = Array.from(document.querySelectorAll('section.ex'));
 let order = secs.map((_, i) => i), page = 0, hard = -1;
 const nPages = () => Math.max(1, Math.ceil(order.length / D.page));
 function fmt(p){ return p >= 0.001 ? p.toFixed(4) : p.toExponential(2); }
+let placed = order.slice();
 function show(){
   const lo = page * D.page, hi = lo + D.page, box = document.getElementById('examples');
-  order.forEach((i, r) => { box.appendChild(secs[i]); secs[i].hidden = !(r >= lo && r < hi); });
+  if (order.some((i, r) => placed[r] !== i)) {  // move sections only when the order changed
+    order.forEach(i => box.appendChild(secs[i]));
+    placed = order.slice();
+  }
+  order.forEach((i, r) => { const h = !(r >= lo && r < hi); if (secs[i].hidden !== h) secs[i].hidden = h; });
   document.getElementById('pageno').textContent = (page + 1) + ' / ' + nPages();
   document.body.classList.toggle('hardonly', hard >= 0);
   if (hard >= 0) {
