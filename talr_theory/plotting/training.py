@@ -149,7 +149,8 @@ def plot_frac_easy_by_base(frame: pd.DataFrame, threshold: float = 0.2):
     long["group"] = long["group"].map({cols["hard"]: f"started hard (base p ≤ {threshold:g})",
                                        cols["easy"]: f"started easy (base p > {threshold:g})"})
     grid = sns.relplot(data=long, x="epoch", y="frac", hue="run", style="lr_label", col="group", kind="line",
-                       marker="o", height=3.4, aspect=1.1, facet_kws={"sharey": False})
+                       marker="o", height=3.4, aspect=1.1)
+    grid.set(ylim=(-0.02, 1.02))
     grid.set_titles("{col_name}")
     grid.set_axis_labels("epoch", f"fraction with p > {threshold:g} ({where})")
     grid.figure.suptitle("Easy-token fraction over training, by base difficulty", y=1.03)

@@ -68,7 +68,8 @@ def per_example_change(paired: pd.DataFrame, thresholds=DEFAULT_THRESHOLDS) -> p
 
 
 def movers(paired: pd.DataFrame, encoded=None, tokenizer=None, k: int = 10, context: int = 12) -> dict:
-    """The k tokens whose log p rose most ("easier") and fell most ("harder"), with preceding context."""
+    """The k tokens whose log p rose most ("easier", Δ log p > 0) and fell most ("harder", Δ log p < 0),
+    with the preceding ``context`` tokens as text."""
     by_id = {ex.example_id: ex for ex in encoded} if encoded is not None else {}
 
     def rows(frame):
@@ -82,7 +83,8 @@ def movers(paired: pd.DataFrame, encoded=None, tokenizer=None, k: int = 10, cont
             out.append(row)
         return out
 
-    return {"easier": rows(paired.nlargest(k, "dlogp")), "harder": rows(paired.nsmallest(k, "dlogp"))}
+    return {"easier": rows(paired[paired["dlogp"] > 0].nlargest(k, "dlogp")),
+            "harder": rows(paired[paired["dlogp"] < 0].nsmallest(k, "dlogp"))}
 
 
 def compare_summary(base: pd.DataFrame, tuned: pd.DataFrame, thresholds=DEFAULT_THRESHOLDS, n_boot: int = 1000,

@@ -154,8 +154,9 @@ def view_summary(table: pd.DataFrame, thresholds=(0.05, 0.1, 0.2, 0.5), n_boot: 
 
 def iframe(page: str, height: int = 600) -> str:
     """``page`` embedded in an ``<iframe srcdoc>``, for notebooks (keeps its script and styles apart)."""
-    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
-            f'border:1px solid #ccc"></iframe>')
+    # wrapped in a div: IPython's HTML() warns about markup that starts with an iframe
+    return (f'<div><iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
+            f'border:1px solid #ccc"></iframe></div>')
 
 
 def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: dict,
