@@ -175,7 +175,8 @@ display(HTML(iframe(token_page(cot_examples[:N_VIEW]), height=650)))
 # the *base* model's encoding of the sweep's held-out examples: Δ log p per token, s(θ) before and after
 # with a paired bootstrap CI of the change, frac p > 0.2 before and after, and the tokens that moved most
 # (CLI: `talr-theory tokens --model BASE --compare-model OUT/checkpoints/... --html delta.html`).
-# The sweep records frac p > 0.2 at each checkpoint split by how the base model found each token.
+# With `frac_by_base=True` (CLI: `--frac-by-base`) the sweep records frac p > 0.2 at each checkpoint
+# split by how the base model found each token.
 # Quick mode trains stories260K (0.3M parameters, from `../shared`; random-init tiny model when absent);
 # the full run trains the notebook's model.
 
@@ -198,7 +199,7 @@ else:
 sweep_dir = Path(tempfile.mkdtemp(prefix="talr_02_sweep_"))
 sweep_cfg = SweepConfig(model=SWEEP_MODEL, data="medcalc-synth", format="label", methods=("sft",), lrs=(LR,),
                         seeds=(SEED,), n_train=64, n_eval=16 if QUICK else 32, general_text="none", n_samples=0,
-                        train_probe=16, save_checkpoints=True, out=str(sweep_dir),
+                        train_probe=16, frac_by_base=True, save_checkpoints=True, out=str(sweep_dir),
                         train=TrainConfig(steps=STEPS, eval_every=STEPS // 4, batch_size=8))
 run_sweep(sweep_cfg, progress=False)
 frame = pd.read_parquet(sweep_dir / "results.parquet")

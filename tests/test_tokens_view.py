@@ -245,7 +245,7 @@ def test_sweep_checkpoints_and_frac_split(tmp_path, capsys):
     rc = main(["sweep", "--model", "tiny-random", "--data", str(data), "--methods", "sft,lora", "--lrs", "3e-2",
                "--seeds", "0", "--steps", "6", "--eval-every", "3", "--batch-size", "4", "--n-train", "8",
                "--n-eval", "4", "--general-text", "none", "--n-samples", "0", "--train-probe", "4",
-               "--save-checkpoints", "--out", str(out), "--no-progress", "--no-figures", "--json", "-"])
+               "--save-checkpoints", "--frac-by-base", "--out", str(out), "--no-progress", "--no-figures", "--json", "-"])
     assert rc == 0
     capsys.readouterr()
     frame = pd.read_parquet(out / "results.parquet")

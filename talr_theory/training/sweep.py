@@ -57,9 +57,9 @@ class SweepConfig:
     train_probe: int = field(default=16, metadata={"help": "training examples re-scored at checkpoints "
                                                            "(frac p>0.2 on training data)"})
     eval_batch_size: int = field(default=8, metadata={"help": "batch size of evaluation passes"})
-    frac_by_base: bool = field(default=True, metadata={
-        "help": "also split frac p>0.2 by base difficulty (tokens that started hard vs easy; one token scan "
-                "of the held-out and probe examples per checkpoint)"})
+    frac_by_base: bool = field(default=False, metadata={
+        "help": "also split frac p>0.2 by base difficulty (tokens that started hard vs easy); costs one more "
+                "token scan of the held-out and probe examples per checkpoint"})
     save_checkpoints: bool = field(default=False, metadata={
         "help": "save each run's final model (merged for LoRA) to OUT/checkpoints/METHOD_lrLR_seedSEED, "
                 "loadable as a model spec; one full copy per run (~4 bytes/parameter in fp32)"})
