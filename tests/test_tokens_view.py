@@ -53,11 +53,19 @@ def encoded(tiny):
     return encode_examples(exs, tiny.tokenizer, max_length=400).examples
 
 
-def test_scanner_top_k_rank_match_full_softmax(tiny, encoded):
+def test_scanner_top_k_rank_match_full_softmax(tiny, encoded, monkeypatch):
+    from talr_theory.tokens import scanner
+
     plain = scan_tokens(tiny, encoded, batch_size=3, progress=False)
     table = scan_tokens(tiny, encoded, batch_size=3, progress=False, top_k=3)
     assert "rank" not in plain.columns and "top_ids" not in plain.columns  # off by default
     np.testing.assert_array_equal(table.logp, plain.logp)  # the option does not change p
+    monkeypatch.setattr(scanner, "CHUNK_ELEMENTS", 5 * 259)  # several chunks per batch
+    monkeypatch.setattr(scanner, "_head_and_decoder", lambda model: None)  # generic full-forward path
+    generic = scan_tokens(tiny, encoded, batch_size=2, progress=False, top_k=3)
+    assert generic.example_id.tolist() == table.example_id.tolist()
+    assert generic["rank"].tolist() == table["rank"].tolist()
+    assert [list(x) for x in generic.top_ids] == [list(x) for x in table.top_ids]
     by_id = {e.example_id: e for e in encoded}
     with torch.inference_mode():
         for ex_id, rows in table.groupby("example_id", sort=False):
