@@ -139,3 +139,28 @@ def test_compare_view_colours_by_delta(browser, tmp_path, capsys):
     tip = page.inner_text("#tip")
     assert tip.startswith("p base ") and "p tuned " in tip and "Δ log p " in tip and "base→tuned" in tip
     assert not errors, errors
+
+
+def test_every_colour_bin_renders(browser, tmp_path):
+    """Probabilities spread over all bins (a random-init model puts every token in the lowest one)."""
+    from talr_theory.data.encode import encode_examples
+    from talr_theory.data.sft import load_sft
+    from talr_theory.models import load_model
+    from talr_theory.tokens.scanner import scan_tokens
+    from talr_theory.tokens.view import render_token_view, view_summary
+
+    loaded = load_model("tiny-random")
+    enc = encode_examples(load_sft("medcalc-synth:2", format="label"), loaded.tokenizer).examples
+    table = scan_tokens(loaded, enc, top_k=3, progress=False)
+    inside = np.array([0.005, 0.03, 0.07, 0.15, 0.3, 0.6, 0.9, 0.97])  # one value inside each bin
+    table["p"] = np.resize(inside, len(table)) * np.random.default_rng(0).uniform(0.98, 1.02, len(table))
+    table["logp"] = np.log(table["p"])
+    path = tmp_path / "bins.html"
+    path.write_text(render_token_view(table, enc, loaded.tokenizer, view_summary(table, n_boot=20)), encoding="utf-8")
+    page, errors = _page(browser, path)
+    shown = page.eval_on_selector_all(
+        ".t", "els => els.map(e => [parseFloat(e.dataset.p), getComputedStyle(e).backgroundColor])")
+    bins = p_bin(np.array([p for p, _ in shown]))
+    assert set(bins.tolist()) == set(range(len(P_COLOURS)))
+    assert [c for _, c in shown] == [_rgb(P_COLOURS[b]) for b in bins]
+    assert not errors, errors
