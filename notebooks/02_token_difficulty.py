@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -137,6 +139,102 @@ fig = plot_prob_distribution(both, x="dataset", hue="format", kind="box")
 fig.savefig(FIG / "02_prob_by_dataset_format.png", dpi=120)
 
 # %% [markdown]
+# ## The token view: whole responses coloured by p (the paper's Fig. 3a, interactively)
+# `talr-theory tokens ... --html OUT.html` writes the same self-contained page. Every target token is
+# coloured by its teacher-forced p (legend at the top; prompts are muted); hovering shows p, the token's
+# rank in the vocabulary, the model's top-3 alternatives and whether it counts towards s(θ). The controls
+# sort examples by their number of hard tokens and highlight only the tokens below a chosen θ. Inline we
+# show the first CoT examples; the page for all of them goes to the figures folder.
+
+# %%
+from IPython.display import HTML
+
+from talr_theory.tokens.scanner import scan_tokens
+from talr_theory.tokens.view import iframe, render_token_view, view_summary
+
+N_VIEW = 6 if QUICK else 40
+cot_examples = encs["cot"].examples
+cot_top = scan_tokens(loaded, cot_examples, bf16_autocast=BF16, top_k=3, progress=False)
+
+
+def token_page(examples):
+    table = cot_top[cot_top["example_id"].isin({e.example_id for e in examples})]
+    head = view_summary(table, n_boot=N_BOOT, seed=SEED, model=loaded.spec, truncated_examples=0,
+                        data=f"medcalc-synth ({len(examples)} CoT examples)")
+    return render_token_view(table, examples, loaded.tokenizer, head,
+                             title=f"Token difficulty: {loaded.spec} on medcalc-synth (CoT)")
+
+
+(FIG / "02_token_view.html").write_text(token_page(cot_examples), encoding="utf-8")
+display(HTML(iframe(token_page(cot_examples[:N_VIEW]), height=650)))
+
+# %% [markdown]
+# ## Base vs tuned: what a short fine-tuning run changed (the paper's Fig. 3c, split by base difficulty)
+# A short SFT sweep on label-only medcalc-synth with `save_checkpoints=True` (CLI: `--save-checkpoints`)
+# saves the final model as a Hugging Face folder, which is a model spec like any other. We score it on
+# the *base* model's encoding of the sweep's held-out examples: Δ log p per token, s(θ) before and after
+# with a paired bootstrap CI of the change, frac p > 0.2 before and after, and the tokens that moved most
+# (CLI: `talr-theory tokens --model BASE --compare-model OUT/checkpoints/... --html delta.html`).
+# With `frac_by_base=True` (CLI: `--frac-by-base`) the sweep records frac p > 0.2 at each checkpoint
+# split by how the base model found each token.
+# Quick mode trains stories260K (0.3M parameters, from `../shared`; random-init tiny model when absent);
+# the full run trains the notebook's model.
+
+# %%
+import tempfile
+from pathlib import Path
+
+from talr_theory.data.encode import encode_examples
+from talr_theory.data.sft import load_sft
+from talr_theory.plotting.training import plot_frac_easy_by_base
+from talr_theory.tokens.compare import compare_summary, paired_table
+from talr_theory.training.config import TrainConfig
+from talr_theory.training.sweep import SweepConfig, checkpoint_dir, run_sweep
+
+if QUICK:
+    SWEEP_MODEL = "stories260k" if shared_file("models/stories260K.gguf") is not None else "tiny-random"
+    LR, STEPS = 3e-3, 12
+else:
+    SWEEP_MODEL, LR, STEPS = loaded.spec, 1e-4, 60
+sweep_dir = Path(tempfile.mkdtemp(prefix="talr_02_sweep_"))
+sweep_cfg = SweepConfig(model=SWEEP_MODEL, data="medcalc-synth", format="label", methods=("sft",), lrs=(LR,),
+                        seeds=(SEED,), n_train=64, n_eval=16 if QUICK else 32, general_text="none", n_samples=0,
+                        train_probe=16, frac_by_base=True, save_checkpoints=True, out=str(sweep_dir),
+                        train=TrainConfig(steps=STEPS, eval_every=STEPS // 4, batch_size=8))
+run_sweep(sweep_cfg, progress=False)
+frame = pd.read_parquet(sweep_dir / "results.parquet")
+display(frame[["step", "epoch", "frac_p_gt_0.2", "train_frac_p_gt_0.2", "train_frac_p_gt_0.2_base_hard",
+               "train_frac_p_gt_0.2_base_easy", "train_n_base_hard_tokens"]].round(3))
+fig = plot_frac_easy_by_base(frame)
+fig.savefig(FIG / "02_frac_easy_by_base.png", dpi=120, bbox_inches="tight")
+
+# %%
+base_model = load_model(SWEEP_MODEL)
+tuned_model = load_model(str(checkpoint_dir(sweep_dir, sweep_cfg.runs()[0])))
+held_out = load_sft(sweep_cfg.data, format=sweep_cfg.format, split="eval", limit=sweep_cfg.n_eval)
+enc_held = encode_examples(held_out, base_model.tokenizer, max_length=sweep_cfg.max_length).examples
+t_base = scan_tokens(base_model, enc_held, top_k=3, progress=False)
+t_tuned = scan_tokens(tuned_model, enc_held, top_k=3, progress=False)
+comp = compare_summary(t_base, t_tuned, n_boot=N_BOOT, seed=SEED, encoded=enc_held,
+                       tokenizer=base_model.tokenizer, k=8)
+display(pd.DataFrame({f"θ={th}": {"s base": comp["s_before"][th]["mean"], "s tuned": comp["s_after"][th]["mean"],
+                                  "change": ch["mean"], "change CI lo": ch["ci_lo"], "change CI hi": ch["ci_hi"]}
+                      for th, ch in comp["s_change"].items()}).T.round(3))
+print(f"frac p>0.2: {comp['frac_p_gt_0.2_before']:.3f} -> {comp['frac_p_gt_0.2_after']:.3f}; "
+      f"mean Δ log p {comp['mean_dlogp']:+.3f} nats/token")
+display(pd.DataFrame(comp["movers"]["easier"]).round(4))
+display(pd.DataFrame(comp["movers"]["harder"]).round(4))
+
+# %%
+paired = paired_table(t_base, t_tuned)
+delta_page = render_token_view(paired, enc_held, base_model.tokenizer,
+                               dict(comp, n_examples=len(enc_held), n_target_tokens=len(paired),
+                                    model=SWEEP_MODEL, compare_model=f"SFT lr={LR:g}, {STEPS} steps"),
+                               title=f"Δ log p after SFT: {SWEEP_MODEL}")
+(FIG / "02_token_delta_view.html").write_text(delta_page, encoding="utf-8")
+display(HTML(iframe(delta_page, height=500)))
+
+# %% [markdown]
 # ## Reading the results
 #
 # - **s(θ) is a count per example, so it grows with response length.** CoT responses are many
@@ -145,7 +243,10 @@ fig.savefig(FIG / "02_prob_by_dataset_format.png", dpi=120)
 #   tolerate larger learning rates in the paper's analysis.
 # - **Medians:** the CoT median p printed above is what a 135M model gives; the paper's 3–4B models
 #   put medians near 1.0. A larger model shifts the whole distribution up; the sparse tail of hard
-#   tokens remains (see the hardest-token table).
+#   tokens remains (see the hardest-token table and the token view).
 # - **Label-only tokens are individually harder** (the answer digits must be produced without
 #   reasoning), so the label-only median p can be lower than CoT's even though its s is smaller.
 # - θ is not fixed by the paper: report several thresholds and check that conclusions do not hinge on one.
+# - **Base vs tuned:** fine-tuning mostly raises the probability of tokens that started hard (the
+#   base-hard curve climbs) while tokens that started easy stay easy; the paired CI of the change in
+#   s(θ) says whether the drop in hard tokens is larger than example-to-example noise.

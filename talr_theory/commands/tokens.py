@@ -1,7 +1,9 @@
 """`talr-theory tokens`: teacher-forced token probabilities of an SFT dataset and the estimate of s.
 
-Example:
+Examples:
     talr-theory tokens --model smollm2-135m --data medcalc-synth:52 --format label --json -
+    talr-theory tokens --model stories260k --data my.jsonl --html view.html        # coloured token view
+    talr-theory tokens --model BASE --compare-model runs/s/checkpoints/sft_lr0.001_seed0 --html delta.html
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class TokensConfig:
     hardest: int = field(default=10, metadata={"help": "how many hardest tokens to list"})
     out: str | None = field(default=None, metadata={
         "help": "folder for tokens.parquet, per_example.csv, hardest.csv and summary.json"})
+    html: str | None = field(default=None, metadata={
+        "help": "write a self-contained HTML token view here (coloured by p; by Δ log p with --compare-model)"})
+    compare_model: str | None = field(default=None, metadata={
+        "help": "a second (e.g. fine-tuned) model spec or sweep checkpoint folder, scored on the same encoding "
+                "as --model: Δ log p per token and the paired change of s(θ)"})
+    top_k: int = field(default=3, metadata={"help": "top alternatives per token shown in the HTML view"})
 
 
 def register(subparsers) -> None:
@@ -69,7 +77,8 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
                               seed=cfg.seed, split=cfg.split, prompt_field=cfg.prompt_field,
                               response_field=cfg.response_field, max_length=cfg.max_length,
                               batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
-                              with_entropy=cfg.entropy, progress=progress)
+                              with_entropy=cfg.entropy, progress=progress,
+                              top_k=cfg.top_k if (cfg.html or cfg.compare_model) else 0)
     scan_s = time.perf_counter() - t0
     s = s_statistics(table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed)
     summ = token_summary(table, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -96,13 +105,66 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
                  "real_tokens_per_s": table.attrs.get("scan", {}).get("n_real_tokens", 0) / scan_s if scan_s else None},
         "config": to_dict(cfg),
     }
-    return summary, {"tokens": table, "per_example": per_example_counts(table, cfg.thresholds), "hardest": hard}
+    art = {"tokens": table, "per_example": per_example_counts(table, cfg.thresholds), "hardest": hard,
+           "encoded": enc.examples, "tokenizer": loaded.tokenizer}
+    if cfg.compare_model:
+        _compare(cfg, loaded, table, enc, summary, art, progress)
+    return summary, art
+
+
+def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dict, progress: bool) -> None:
+    """Score ``cfg.compare_model`` on the base model's encoding; add the comparison to summary/art."""
+    from talr_theory.data.encode import encode_examples
+    from talr_theory.data.sft import load_sft
+    from talr_theory.models import load_model
+    from talr_theory.tokens.compare import compare_summary, paired_table, per_example_change
+    from talr_theory.tokens.scanner import scan_tokens
+
+    tuned = load_model(cfg.compare_model, device=cfg.device)
+    # Δ log p is only meaningful token by token if both models tokenize the data identically
+    examples = load_sft(cfg.data, format=cfg.format, prompt_field=cfg.prompt_field,
+                        response_field=cfg.response_field, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
+    check = encode_examples(examples, tuned.tokenizer, template=cfg.template, max_length=cfg.max_length)
+    for a, b in zip(enc.examples, check.examples):
+        if a.input_ids != b.input_ids or a.labels != b.labels:
+            raise ValueError(f"--compare-model {cfg.compare_model!r} tokenizes example {a.example_id!r} differently "
+                             f"from --model {cfg.model!r}: a token-by-token comparison needs the same tokenizer")
+    if len(check.examples) != len(enc.examples):
+        raise ValueError(f"--compare-model {cfg.compare_model!r} encodes a different number of examples")
+    tuned_table = scan_tokens(tuned, enc.examples, batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
+                              with_entropy=cfg.entropy, progress=progress, top_k=cfg.top_k)
+    comp = compare_summary(base_table, tuned_table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed,
+                           encoded=enc.examples, tokenizer=loaded.tokenizer, k=cfg.hardest)
+    summary.update(comp)
+    summary["compare_model"] = {"spec": cfg.compare_model, "n_params": tuned.n_params, "device": str(tuned.device),
+                                "dtype": str(tuned.dtype).replace("torch.", "")}
+    paired = paired_table(base_table, tuned_table)
+    art["paired"] = paired
+    art["per_example_change"] = per_example_change(paired, cfg.thresholds)
+
+
+def write_html(cfg: TokensConfig, summary: dict, art: dict) -> None:
+    from pathlib import Path
+
+    from talr_theory.tokens.view import render_token_view
+
+    head = dict(summary, model=cfg.model, data=f"{cfg.data} ({cfg.format}, template {cfg.template})",
+                compare_model=cfg.compare_model)
+    table = art.get("paired", art["tokens"])
+    title = (f"Token Δ log p: {cfg.compare_model} vs {cfg.model}" if cfg.compare_model
+             else f"Token difficulty: {cfg.model}")
+    page = render_token_view(table, art["encoded"], art["tokenizer"], head, cfg.thresholds, title=title)
+    path = Path(cfg.html)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
 
 
 def run(args) -> int:
     cfg = dataclass_from_args(TokensConfig, args)
     stream = human_stream(args.json)
     summary, art = analyze(cfg)
+    if cfg.html:
+        write_html(cfg, summary, art)
     if cfg.out:
         from pathlib import Path
 
@@ -113,6 +175,9 @@ def run(args) -> int:
         table.to_parquet(out / "tokens.parquet", index=False)
         art["per_example"].to_csv(out / "per_example.csv", index=False)
         art["hardest"].to_csv(out / "hardest.csv", index=False)
+        if "paired" in art:
+            art["paired"].to_parquet(out / "tokens_compare.parquet", index=False)
+            art["per_example_change"].to_csv(out / "per_example_change.csv", index=False)
         write_json(summary, str(out / "summary.json"))
     s_text = ", ".join(f"s({k})={v['mean']:.2f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" for k, v in summary["s"].items())
     print(f"{cfg.model} on {cfg.data} ({cfg.format}, template {cfg.template}): {summary['n_examples']} examples, "
@@ -121,6 +186,13 @@ def run(args) -> int:
     print(f"  {s_text}", file=stream)
     print(f"  truncated {summary['truncated_examples']}, dropped {summary['dropped_examples']}; "
           f"scan {summary['scan']['seconds']:.1f} s ({summary['scan']['real_tokens_per_s']:.0f} tok/s)", file=stream)
+    if cfg.compare_model:
+        ch = ", ".join(f"Δs({k})={v['mean']:+.2f} [{v['ci_lo']:+.2f}, {v['ci_hi']:+.2f}]"
+                       for k, v in summary["s_change"].items())
+        print(f"  vs {cfg.compare_model}: mean Δ log p {summary['mean_dlogp']:+.4f} nats/token, frac p>0.2 "
+              f"{summary['frac_p_gt_0.2_before']:.3f} -> {summary['frac_p_gt_0.2_after']:.3f}; {ch}", file=stream)
+    if cfg.html:
+        print(f"  token view written to {cfg.html}", file=stream)
     if cfg.out:
         print(f"  tables written to {cfg.out}", file=stream)
     write_json(summary, args.json)

@@ -7,6 +7,8 @@ All functions take the tidy sweep table (one row per method, lr, seed, step, wis
   per method (colour) and learning rate (marker) — the analog of the paper's Fig. 1/2 and Tables 1–2.
 - ``plot_dynamics``: Δ* and ΔL(P1) over training steps, one panel per method, colour = learning rate.
 - ``plot_frac_easy``: fraction of target tokens with p > 0.2 over epochs (the paper's Fig. 3c analog).
+- ``plot_frac_easy_by_base``: the same fraction split by base difficulty — tokens the base model
+  found hard (p ≤ 0.2) vs easy — when the sweep recorded the split (``--frac-by-base``).
 """
 
 from __future__ import annotations
@@ -123,6 +125,38 @@ def plot_frac_easy(frame: pd.DataFrame, threshold: float = 0.2):
     return fig
 
 
+def frac_by_base_column(frame: pd.DataFrame, group: str, threshold: float = 0.2) -> str | None:
+    """The recorded split column for ``group`` ('hard' or 'easy'): training probe first, else held-out."""
+    for prefix in ("train_", ""):
+        col = f"{prefix}frac_p_gt_{threshold:g}_base_{group}"
+        if col in frame.columns:
+            return col
+    return None
+
+
+def plot_frac_easy_by_base(frame: pd.DataFrame, threshold: float = 0.2):
+    """frac p > θ over epochs, one panel per base-difficulty group (started hard / started easy)."""
+    import seaborn as sns
+
+    data = _ok(frame)
+    cols = {g: frac_by_base_column(data, g, threshold) for g in ("hard", "easy")}
+    if None in cols.values():
+        raise ValueError(f"the sweep table has no frac_p_gt_{threshold:g}_base_hard/_easy columns; "
+                         f"run the sweep with --frac-by-base")
+    where = "training" if cols["hard"].startswith("train_") else "held-out"
+    long = data.melt(id_vars=["run", "lr_label", "seed", "epoch"], value_vars=[cols["hard"], cols["easy"]],
+                     var_name="group", value_name="frac")
+    long["group"] = long["group"].map({cols["hard"]: f"started hard (base p ≤ {threshold:g})",
+                                       cols["easy"]: f"started easy (base p > {threshold:g})"})
+    grid = sns.relplot(data=long, x="epoch", y="frac", hue="run", style="lr_label", col="group", kind="line",
+                       marker="o", height=3.4, aspect=1.1)
+    grid.set(ylim=(-0.02, 1.02))
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("epoch", f"fraction with p > {threshold:g} ({where})")
+    grid.figure.suptitle("Easy-token fraction over training, by base difficulty", y=1.03)
+    return grid.figure
+
+
 def save_sweep_figures(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
     """Draw the three figures into ``folder`` (PNG); return their paths."""
     import matplotlib
@@ -133,7 +167,10 @@ def save_sweep_figures(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, fn in (("tradeoff", plot_tradeoff), ("dynamics", plot_dynamics), ("frac_easy", plot_frac_easy)):
+    figures = [("tradeoff", plot_tradeoff), ("dynamics", plot_dynamics), ("frac_easy", plot_frac_easy)]
+    if frac_by_base_column(frame, "hard") is not None:
+        figures.append(("frac_easy_by_base", plot_frac_easy_by_base))
+    for name, fn in figures:
         fig = fn(frame)
         path = folder / f"sweep_{name}.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -14,7 +14,7 @@ def scan_dataset(loaded: LoadedModel, data: str, format: str = "cot", template: 
                  limit: int | None = None, seed: int = 0, split: str | None = None,
                  prompt_field: str | None = None, response_field: str | None = None,
                  max_length: int | None = None, batch_size: int = 8, bf16_autocast: bool = False,
-                 with_entropy: bool = False, progress: bool = True) -> tuple[pd.DataFrame, EncodeResult]:
+                 with_entropy: bool = False, progress: bool = True, top_k: int = 0) -> tuple[pd.DataFrame, EncodeResult]:
     """Load ``data``, encode it with ``loaded.tokenizer`` and scan it. The table gains columns
     dataset, format, model and template so several scans can be concatenated and compared."""
     examples = load_sft(data, format=format, prompt_field=prompt_field, response_field=response_field,
@@ -25,7 +25,7 @@ def scan_dataset(loaded: LoadedModel, data: str, format: str = "cot", template: 
     if not enc.examples:
         raise ValueError(f"{data}: no example has a supervised token left after truncation; raise max_length")
     table = scan_tokens(loaded, enc.examples, batch_size=batch_size, bf16_autocast=bf16_autocast,
-                        with_entropy=with_entropy, progress=progress)
+                        with_entropy=with_entropy, progress=progress, top_k=top_k)
     attrs = table.attrs
     table = table.assign(dataset=data, format=format, model=loaded.spec, template=template)
     table.attrs = attrs

@@ -45,12 +45,14 @@ def _head_and_decoder(model):
 
 
 def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, head, softcap,
-                      with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log p(target) (and entropy) for N rows, in chunks; ``head`` None means the input are logits."""
+                      with_entropy: bool, top_k: int = 0):
+    """log p(target) (and entropy) for N rows, in chunks; ``head`` None means the input are logits.
+    With ``top_k`` > 0 also the target's rank in the vocabulary (1 = most probable; ties counted in
+    the target's favour) and the ``top_k`` most probable ids with their log-probabilities."""
     n = hidden_or_logits.shape[0]
     vocab = head.out_features if head is not None else hidden_or_logits.shape[-1]
     step = max(1, CHUNK_ELEMENTS // vocab)
-    logps, ents = [], []
+    logps, ents, ranks, top_ids, top_logps = [], [], [], [], []
     for start in range(0, n, step):
         rows = hidden_or_logits[start:start + step]
         if head is not None:
@@ -60,11 +62,20 @@ def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, hea
             logits = torch.tanh(logits / softcap) * softcap
         lse = torch.logsumexp(logits, dim=-1)
         tgt = targets[start:start + step]
-        logps.append(logits.gather(1, tgt[:, None]).squeeze(1) - lse)
+        tgt_logit = logits.gather(1, tgt[:, None])
+        logps.append(tgt_logit.squeeze(1) - lse)
         if with_entropy:
             logq = logits - lse[:, None]
             ents.append(-(logq.exp() * logq).sum(-1))
-    return torch.cat(logps), (torch.cat(ents) if with_entropy else None)
+        if top_k:
+            ranks.append((logits > tgt_logit).sum(-1) + 1)
+            val, idx = logits.topk(min(top_k, vocab), dim=-1)
+            top_ids.append(idx)
+            top_logps.append(val - lse[:, None])
+    ent = torch.cat(ents) if with_entropy else None
+    if not top_k:
+        return torch.cat(logps), ent
+    return torch.cat(logps), ent, (torch.cat(ranks), torch.cat(top_ids), torch.cat(top_logps))
 
 
 def _token_texts(tokenizer, ids) -> dict[int, str]:
@@ -89,12 +100,18 @@ def length_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | 
 
 def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: int = 8,
                 bf16_autocast: bool = False, with_entropy: bool = False, progress: bool = True,
-                max_batch_tokens: int | None = 8192) -> pd.DataFrame:
+                max_batch_tokens: int | None = 8192, top_k: int = 0) -> pd.DataFrame:
     """One row per supervised token: example_id, position, response_index, token_id, token_text, p, logp
     (+ entropy in nats). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
-    supervised tokens within the example. ``df.attrs["scan"]`` records padding and token counts."""
+    supervised tokens within the example. ``df.attrs["scan"]`` records padding and token counts.
+
+    ``top_k`` > 0 (off by default; it costs a top-k over the vocabulary per token) adds ``rank``
+    (1 = the model's most probable token), ``top_ids`` and ``top_p`` (lists of the ``top_k`` most
+    probable next tokens and their probabilities) for the token views."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be ≥ 0, got {top_k}")
     model = loaded.model
     device = loaded.device
     pad = pad_token_id(loaded.tokenizer)
@@ -133,15 +150,18 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
             if fast is not None:
                 decoder, head, softcap = fast
                 hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                logp, ent = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy)
+                out = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, top_k)
             else:
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                logp, ent = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy)
+                out = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, top_k)
+            logp, ent = out[0], out[1]
+            top = tuple(t.cpu() for t in out[2]) if top_k else None
             logp, rows_c, cols_c, tg = logp.cpu(), rows.cpu(), cols.cpu(), targets.cpu()
             ent = ent.cpu() if ent is not None else None
             for b, ex_i in enumerate(idx):
                 sel = rows_c == b
-                results[ex_i] = (cols_c[sel] + 1, tg[sel], logp[sel], ent[sel] if ent is not None else None)
+                results[ex_i] = (cols_c[sel] + 1, tg[sel], logp[sel], ent[sel] if ent is not None else None,
+                                 tuple(t[sel] for t in top) if top is not None else None)
             bar.update(int(mask.sum()))
     bar.close()
     if was_training:
@@ -149,22 +169,27 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
 
     frames = []
     for ex_i, ex in enumerate(encoded):
-        pos, tg, lp, en = results[ex_i]
+        pos, tg, lp, en, top = results[ex_i]
         data = {"example_id": ex.example_id, "position": pos.numpy(), "response_index": range(len(pos)),
                 "token_id": tg.numpy(), "logp": lp.double().numpy()}
         if en is not None:
             data["entropy"] = en.double().numpy()
+        if top is not None:
+            data["rank"] = top[0].numpy()
+            data["top_ids"] = list(top[1].numpy())
+            data["top_p"] = list(top[2].double().exp().numpy())
         frames.append(pd.DataFrame(data))
-    columns = ["example_id", "position", "response_index", "token_id", "logp"] + (["entropy"] if with_entropy else [])
+    extra = (["entropy"] if with_entropy else []) + (["rank", "top_ids", "top_p"] if top_k else [])
+    columns = ["example_id", "position", "response_index", "token_id", "logp"] + extra
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     texts = _token_texts(loaded.tokenizer, table["token_id"].tolist())
     table["token_text"] = table["token_id"].map(lambda i: texts[int(i)])
     table["p"] = table["logp"].map(math.exp)
     keep = ["example_id", "position", "response_index", "token_id", "token_text", "p", "logp"]
-    table = table[keep + (["entropy"] if with_entropy else [])]
+    table = table[keep + extra]
     table.attrs["scan"] = {"n_examples": len(encoded), "n_real_tokens": n_real, "n_padded_tokens": n_padded,
                            "padding_fraction": 1.0 - n_real / n_padded if n_padded else 0.0,
                            "bf16_autocast": bf16_autocast, "fast_head": fast is not None,
                            "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
-                           "n_batches": len(batches)}
+                           "n_batches": len(batches), "top_k": top_k}
     return table

@@ -14,6 +14,9 @@ Units (all natural logs):
   ``kl_base_per_token`` divides by the mean sample length.
 - ``frac_p_gt_0.2`` / ``train_frac_p_gt_0.2``  fraction of target tokens with p > 0.2 on held-out and on
   a fixed subset of the training examples (the paper's Fig. 3c statistic).
+- ``frac_p_gt_0.2_base_hard`` / ``frac_p_gt_0.2_base_easy`` (and ``train_`` versions), with
+  ``split_by_base``: the same fraction among the tokens the base model found hard (p ≤ 0.2) and easy
+  (p > 0.2) — how tokens that started hard vs easy evolve. Token probabilities come from the scanner.
 - ``accuracy``              greedy-decoding accuracy on a few held-out examples with checkable answers.
 """
 
@@ -89,7 +92,7 @@ class CheckpointEvaluator:
     def __init__(self, domain_eval: list, general_text: list | None = None, samples=None,
                  train_probe: list | None = None, accuracy_items: list | None = None, tokenizer=None,
                  pad_id: int = 0, batch_size: int = 8, bf16_autocast: bool = False, max_new_tokens: int = 96,
-                 p_threshold: float = 0.2):
+                 p_threshold: float = 0.2, split_by_base: bool = False):
         if not domain_eval:
             raise ValueError("CheckpointEvaluator needs at least one held-out domain example")
         if accuracy_items and tokenizer is None:
@@ -99,6 +102,38 @@ class CheckpointEvaluator:
         self.pad_id, self.batch_size, self.bf16 = pad_id, batch_size, bf16_autocast
         self.max_new_tokens, self.p_threshold = max_new_tokens, p_threshold
         self.baseline: dict | None = None
+        if split_by_base and tokenizer is None:
+            raise ValueError("split_by_base needs the tokenizer (the scanner records token texts)")
+        self.split_by_base = split_by_base
+        self.base_tokens: dict[str, pd.DataFrame] = {}
+
+    def _split_sets(self) -> dict[str, list]:
+        """Metric-name prefix -> examples whose tokens are split by base difficulty."""
+        sets = {"": self.domain_eval}
+        if self.train_probe:
+            sets["train_"] = self.train_probe
+        return sets
+
+    def _scan(self, model, examples) -> pd.DataFrame:
+        from talr_theory.models import LoadedModel
+        from talr_theory.tokens.scanner import scan_tokens
+
+        param = next(model.parameters())
+        loaded = LoadedModel(model=model, tokenizer=self.tokenizer, spec="checkpoint", device=param.device,
+                             dtype=param.dtype)
+        return scan_tokens(loaded, examples, batch_size=self.batch_size, bf16_autocast=self.bf16, progress=False)
+
+    def frac_by_base(self, model) -> dict:
+        """frac p > threshold among base-hard and base-easy tokens (needs ``set_baseline`` first)."""
+        from talr_theory.tokens.compare import frac_above_by_base
+
+        t, m = self.p_threshold, {}
+        for prefix, examples in self._split_sets().items():
+            split = frac_above_by_base(self.base_tokens[prefix], self._scan(model, examples), t)
+            m[f"{prefix}frac_p_gt_{t:g}_base_hard"] = split["base_hard"]
+            m[f"{prefix}frac_p_gt_{t:g}_base_easy"] = split["base_easy"]
+            m[f"{prefix}n_base_hard_tokens"] = split["n_base_hard"]
+        return m
 
     def _nll(self, model, examples):
         return per_example_nll(model, examples, pad_id=self.pad_id, batch_size=self.batch_size,
@@ -143,6 +178,8 @@ class CheckpointEvaluator:
 
     def set_baseline(self, model) -> dict:
         self.baseline = self.measure(model)
+        if self.split_by_base:
+            self.base_tokens = {prefix: self._scan(model, ex) for prefix, ex in self._split_sets().items()}
         return self.baseline
 
     def __call__(self, model, step: int) -> dict:
@@ -156,4 +193,6 @@ class CheckpointEvaluator:
             m["delta_L_text"] = m["general_nll"] - b["general_nll"]
         if "accuracy" in m:
             m["delta_accuracy"] = m["accuracy"] - b["accuracy"]
+        if self.split_by_base:
+            m.update(self.frac_by_base(model))
         return m

@@ -57,6 +57,12 @@ class SweepConfig:
     train_probe: int = field(default=16, metadata={"help": "training examples re-scored at checkpoints "
                                                            "(frac p>0.2 on training data)"})
     eval_batch_size: int = field(default=8, metadata={"help": "batch size of evaluation passes"})
+    frac_by_base: bool = field(default=False, metadata={
+        "help": "also split frac p>0.2 by base difficulty (tokens that started hard vs easy); costs one more "
+                "token scan of the held-out and probe examples per checkpoint"})
+    save_checkpoints: bool = field(default=False, metadata={
+        "help": "save each run's final model (merged for LoRA) to OUT/checkpoints/METHOD_lrLR_seedSEED, "
+                "loadable as a model spec; one full copy per run (~4 bytes/parameter in fp32)"})
     out: str = field(default="runs/sweep", metadata={"help": "output folder (rows, results.parquet/csv)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 (default: auto)"})
@@ -95,6 +101,29 @@ def expected_keys(run: TrainConfig) -> list[dict]:
     alphas = run.wise_alphas if run.method == "wise-ft" else (1.0,)
     return [{"method": run.method, "lr": float(run.lr), "seed": int(run.seed), "step": int(s),
              "wise_alpha": float(a)} for s in checkpoint_steps(run.steps, run.eval_every) for a in alphas]
+
+
+def checkpoint_dir(out: str | Path, run: TrainConfig) -> Path:
+    """Where ``--save-checkpoints`` puts a run's final model (a Hugging Face folder)."""
+    return Path(out) / "checkpoints" / f"{run.method}_lr{run.lr:g}_seed{run.seed}"
+
+
+def save_checkpoint(model, tokenizer, folder: Path) -> Path:
+    """Save ``model`` (LoRA adapters merged into the weights) and ``tokenizer`` to ``folder``, written
+    to a temporary folder first so an interrupted save never leaves a half-written checkpoint."""
+    import shutil
+
+    if hasattr(model, "merge_and_unload"):  # a peft model: the run's model is discarded afterwards
+        model = model.merge_and_unload()
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
 
 
 def load_config_file(path: str) -> dict:
@@ -184,7 +213,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
         for _, r in existing[existing["status"] == "failed"].iterrows():
             failed_runs.add((r["method"], float(r["lr"]), int(r["seed"])))
     todo = [r for r in runs if (r.method, r.lr, r.seed) not in failed_runs
-            and not all(table.has(k) for k in expected_keys(r))]
+            and (not all(table.has(k) for k in expected_keys(r))
+                 or (config.save_checkpoints and not checkpoint_dir(config.out, r).is_dir()))]
     summary = {"out": str(Path(config.out).resolve()), "n_runs": len(runs), "n_skipped": len(runs) - len(todo)}
     print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do -> {config.out}",
           file=log)
@@ -229,7 +259,7 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
             enc_eval.examples, general.examples if general else None, samples,
             enc_train.examples[: config.train_probe] if config.train_probe else None, accuracy_items, tok,
             pad_id=pad, batch_size=config.eval_batch_size, bf16_autocast=config.train.bf16_autocast,
-            max_new_tokens=config.max_new_tokens)
+            max_new_tokens=config.max_new_tokens, split_by_base=config.frac_by_base)
         print("sweep: measuring the base model", file=log)
         baseline = evaluator.set_baseline(loaded.model)
         summary["baseline"] = baseline
@@ -261,6 +291,9 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
                            progress=progress, progress_desc=f"{run.method} lr={run.lr:g} seed={run.seed}")
             if result.status != "ok":
                 print(f"sweep: {run.method} lr={run.lr:g} seed={run.seed} FAILED: {result.failure}", file=log)
+            elif config.save_checkpoints:
+                saved = save_checkpoint(result.model, tok, checkpoint_dir(config.out, run))
+                print(f"sweep: final model saved to {saved}", file=log)
             del model, result
 
     frame = table.consolidate()
