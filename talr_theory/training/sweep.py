@@ -60,6 +60,9 @@ class SweepConfig:
     out: str = field(default="runs/sweep", metadata={"help": "output folder (rows, results.parquet/csv)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 (default: auto)"})
+    shard: str = field(default="", metadata={"help": "K/N: run only the K-th (0-based) of N disjoint slices of "
+                                                     "the methods × lrs × seeds grid; N processes (one per "
+                                                     "GPU, or a SLURM array) share one --out, then --merge"})
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> SweepConfig:
@@ -81,6 +84,7 @@ class SweepConfig:
         for name in ("general_blocks", "block_len", "sample_len", "eval_batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), "an integer >= 1")
+        parse_shard(self.shard)
         # Every run's training config must be valid before any work starts.
         for run in self.runs():
             run.validate()
@@ -176,8 +180,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
     from talr_theory.training.evaluation import CheckpointEvaluator
 
     config.validate()
-    runs = config.runs()
-    table = ResultsTable(config.out, KEY_FIELDS)
+    runs = shard_runs(config.runs(), config.shard)
+    table = ResultsTable(config.out, KEY_FIELDS, writer=shard_writer(config.shard))
     existing = table.load()
     failed_runs = set()
     if len(existing) and "status" in existing.columns:
@@ -263,7 +267,81 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
                 print(f"sweep: {run.method} lr={run.lr:g} seed={run.seed} FAILED: {result.failure}", file=log)
             del model, result
 
+    if config.shard:
+        # Another shard may still be writing: the consolidated files are left to --merge (or a plain rerun).
+        frame = table.load()
+        if len(frame):
+            mine = {(r.method, float(r.lr), int(r.seed)) for r in runs}
+            frame = frame[[(m, float(lr), int(sd)) in mine
+                           for m, lr, sd in zip(frame["method"], frame["lr"], frame["seed"])]]
+        summary["shard"] = config.shard
+    else:
+        frame = table.consolidate()
+    summary.update(final_summary(frame))
+    return summary
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N) with 0 <= K < N; ``""`` -> None (the whole grid)."""
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with integers, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with N >= 1 and 0 <= K < N")
+    return k, n
+
+
+def shard_runs(runs: list[TrainConfig], shard: str) -> list[TrainConfig]:
+    """The K-th of N disjoint slices of ``runs``, dealt round-robin so each shard gets a mix of methods/LRs.
+
+    Every process of a sharded sweep builds the same grid, so the N slices are disjoint and cover it.
+    """
+    parsed = parse_shard(shard)
+    if parsed is None:
+        return runs
+    k, n = parsed
+    return runs[k::n]
+
+
+def shard_writer(shard: str) -> str:
+    """The name a process writes its temporary row files under (cleanup after a kill touches only its own)."""
+    parsed = parse_shard(shard)
+    return "main" if parsed is None else f"shard-{parsed[0]}-of-{parsed[1]}"
+
+
+def merge_sweep(out: str, log=None) -> dict:
+    """Consolidate the rows that every shard wrote into ``out`` (results.parquet/csv); report incomplete runs.
+
+    Completeness is judged per (method, lr, seed) from the resolved config stored in its own rows, so it
+    needs no grid flags: a run is incomplete when it has neither all its checkpoint rows nor a failure row.
+    """
+    from talr_theory.results import ResultsTable
+
+    log = log if log is not None else sys.stderr
+    rows_dir = Path(out) / "rows"
+    if not rows_dir.is_dir():
+        raise FileNotFoundError(f"--merge: {rows_dir} does not exist (no sweep has written to --out {out})")
+    table = ResultsTable(out, KEY_FIELDS, writer="merge")
     frame = table.consolidate()
+    incomplete = []
+    if len(frame):
+        for (method, lr, seed), group in frame.groupby(["method", "lr", "seed"], sort=True):
+            if "status" in group.columns and (group["status"] == "failed").any():
+                continue
+            stored = json.loads(group["config_json"].iloc[0])["train"]
+            known = {f.name for f in dataclasses.fields(TrainConfig)}
+            run = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items() if k in known})
+            have = {(int(r.step), float(r.wise_alpha)) for r in group.itertuples()}
+            missing = [k for k in expected_keys(run) if (k["step"], k["wise_alpha"]) not in have]
+            if missing:
+                incomplete.append({"method": method, "lr": float(lr), "seed": int(seed), "n_missing": len(missing)})
+    n_runs = int(frame[["method", "lr", "seed"]].drop_duplicates().shape[0]) if len(frame) else 0
+    print(f"sweep --merge: {len(frame)} rows from {n_runs} runs in {out}"
+          + (f"; {len(incomplete)} run(s) incomplete (rerun their shard)" if incomplete else ""), file=log)
+    summary = {"out": str(Path(out).resolve()), "n_runs": n_runs, "incomplete": incomplete}
     summary.update(final_summary(frame))
     return summary
 
