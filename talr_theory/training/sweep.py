@@ -60,6 +60,12 @@ class SweepConfig:
     out: str = field(default="runs/sweep", metadata={"help": "output folder (rows, results.parquet/csv)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 (default: auto)"})
+    lm_eval_tasks: str = field(default="", metadata={"help": "lm-eval-harness tasks scored on the in-memory "
+                                                             "model at every checkpoint, e.g. mmlu,gsm8k,ifeval "
+                                                             "(needs the lmeval extra; empty: off)"})
+    lm_eval_include: str = field(default="", metadata={"help": "folder of extra lm-eval task YAMLs"})
+    lm_eval_limit: int = field(default=0, metadata={"help": "examples per lm-eval task (0: all)"})
+    lm_eval_fewshot: int = field(default=-1, metadata={"help": "lm-eval few-shot examples (-1: task default)"})
     shard: str = field(default="", metadata={"help": "K/N: run only the K-th (0-based) of N disjoint slices of "
                                                      "the methods × lrs × seeds grid; N processes (one per "
                                                      "GPU, or a SLURM array) share one --out, then --merge"})
@@ -85,6 +91,10 @@ class SweepConfig:
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), "an integer >= 1")
         parse_shard(self.shard)
+        if self.lm_eval_limit < 0 or self.lm_eval_fewshot < -1:
+            bad("lm_eval_limit/lm_eval_fewshot", (self.lm_eval_limit, self.lm_eval_fewshot), ">= 0 / >= -1")
+        if self.lm_eval_include and not Path(self.lm_eval_include).is_dir():
+            bad("lm_eval_include", self.lm_eval_include, "an existing folder of lm-eval task YAMLs")
         # Every run's training config must be valid before any work starts.
         for run in self.runs():
             run.validate()
@@ -234,6 +244,7 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
             enc_train.examples[: config.train_probe] if config.train_probe else None, accuracy_items, tok,
             pad_id=pad, batch_size=config.eval_batch_size, bf16_autocast=config.train.bf16_autocast,
             max_new_tokens=config.max_new_tokens)
+        evaluator = with_benchmarks(evaluator, config, tok, log)
         print("sweep: measuring the base model", file=log)
         baseline = evaluator.set_baseline(loaded.model)
         summary["baseline"] = baseline
@@ -279,6 +290,19 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
         frame = table.consolidate()
     summary.update(final_summary(frame))
     return summary
+
+
+def with_benchmarks(evaluator, config: SweepConfig, tokenizer, log):
+    """The checkpoint evaluator, plus lm-eval benchmark scores when ``config.lm_eval_tasks`` is set."""
+    if not config.lm_eval_tasks:
+        return evaluator
+    from talr_theory.training.lmeval import BenchmarkEvaluator, BenchmarkScorer
+
+    scorer = BenchmarkScorer(config.lm_eval_tasks, tokenizer, include_path=config.lm_eval_include or None,
+                             limit=config.lm_eval_limit or None, batch_size=config.eval_batch_size,
+                             num_fewshot=None if config.lm_eval_fewshot < 0 else config.lm_eval_fewshot)
+    print(f"sweep: lm-eval tasks {', '.join(scorer.tasks)} at every checkpoint", file=log)
+    return BenchmarkEvaluator(evaluator, scorer)
 
 
 def parse_shard(text: str) -> tuple[int, int] | None:
@@ -351,7 +375,8 @@ def final_summary(frame) -> dict:
     if frame is None or not len(frame):
         return {"n_rows": 0, "final": []}
     cols = [c for c in ("delta_star", "delta_star_per_token", "delta_L_text", "kl_base", "kl_base_se",
-                        "accuracy", "frac_p_gt_0.2", "mean_weight") if c in frame.columns]
+                        "accuracy", "frac_p_gt_0.2", "mean_weight", "bench_mean", "bench_drop")
+            if c in frame.columns]
     ok = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
     rows = []
     if len(ok):
