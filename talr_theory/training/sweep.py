@@ -9,6 +9,12 @@ Resuming: a run whose rows are all present (or that has a recorded failure row) 
 that was interrupted is retrained from its seed (training is deterministic on a given machine) and
 only the missing rows are written, so a sweep killed at any moment and rerun with the same command
 ends with exactly one row per key. Runs whose loss becomes NaN/inf stop and leave one failure row.
+
+Sharding: ``shard="K/N"`` runs only the K-th of N disjoint round-robin slices of the grid, so N
+processes (one per GPU, a SLURM array) can write into one ``out``; rows are per-key files, so they
+neither collide nor duplicate. Shards leave consolidation to ``merge_sweep`` (``--merge``), which also
+reports runs that are still incomplete. ``lm_eval_tasks`` adds lm-eval-harness scores to every
+checkpoint row (``training.lmeval``).
 """
 
 from __future__ import annotations
