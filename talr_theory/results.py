@@ -5,6 +5,10 @@ renamed into place (``os.replace`` is atomic on POSIX). A run killed at any mome
 the whole row or nothing; rerunning writes the same key to the same file, so rows are never
 duplicated. ``load()`` gathers the rows into one DataFrame; ``consolidate()`` also writes
 ``results.parquet`` and ``results.csv`` beside the rows for people and notebooks.
+
+Several processes may write into one table at once (a sharded sweep) as long as they write disjoint
+keys: each names its temporary files after its ``writer`` and, when restarted after a kill, removes
+only its own leftovers; the consolidated files are also replaced atomically.
 """
 
 from __future__ import annotations
@@ -29,14 +33,17 @@ def _key_id(key: Mapping[str, Any]) -> str:
 class ResultsTable:
     """A folder of atomically written rows; ``key_fields`` identify a row (e.g. method, lr, seed, step)."""
 
-    def __init__(self, root: str | os.PathLike, key_fields: Iterable[str]):
+    def __init__(self, root: str | os.PathLike, key_fields: Iterable[str], writer: str = "main"):
         self.root = Path(root)
         self.rows_dir = self.root / "rows"
         self.rows_dir.mkdir(parents=True, exist_ok=True)
         self.key_fields = tuple(key_fields)
-        # A writer killed between mkstemp and os.replace leaves a partial temp file: never a row,
-        # so it is removed here (one writer per table is assumed) and reported.
-        stale = sorted(self.rows_dir.glob("*.tmp"))
+        if not writer or not all(c.isalnum() or c in "-_" for c in writer):
+            raise ValueError(f"ResultsTable writer name {writer!r}: expected letters, digits, '-' or '_'")
+        self._tmp_prefix = f".{writer}."
+        # A writer killed between mkstemp and os.replace leaves a partial temp file: never a row, so it
+        # is removed here and reported. Only this writer's own: another writer may be mid-write.
+        stale = sorted(self.rows_dir.glob(f"{self._tmp_prefix}*.tmp"))
         for path in stale:
             path.unlink(missing_ok=True)
         if stale:
@@ -62,17 +69,20 @@ class ResultsTable:
             record["config_json"] = json.dumps(config, sort_keys=True, default=str)
         path = self._path(self.key_of(record))
         frame = pd.DataFrame([record])
-        fd, tmp = tempfile.mkstemp(dir=self.rows_dir, suffix=".tmp")
+        self._write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        return path
+
+    def _write_atomic(self, path: Path, write) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=self._tmp_prefix, suffix=".tmp")
         os.close(fd)
         try:
-            frame.to_parquet(tmp, index=False)
+            write(tmp)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return path
 
     def load(self) -> pd.DataFrame:
         files = sorted(self.rows_dir.glob("*.parquet"))
@@ -84,6 +94,6 @@ class ResultsTable:
 
     def consolidate(self) -> pd.DataFrame:
         frame = self.load()
-        frame.to_parquet(self.root / "results.parquet", index=False)
-        frame.to_csv(self.root / "results.csv", index=False)
+        self._write_atomic(self.root / "results.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        self._write_atomic(self.root / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
         return frame

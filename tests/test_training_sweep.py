@@ -145,3 +145,80 @@ def test_nan_run_leaves_one_failure_row(tmp_path):
     # rerunning does not retry the failed run or duplicate anything
     run_sweep(config, progress=False)
     assert len(pd.read_parquet(tmp_path / "out" / "results.parquet")) == len(table)
+
+
+def test_shards_are_disjoint_and_cover_the_grid():
+    from talr_theory.training.sweep import SweepConfig, parse_shard, shard_runs
+
+    config = SweepConfig(methods=("sft", "talr", "dft"), lrs=(1e-4, 1e-3), seeds=(0, 1))
+    runs = config.runs()
+    keys = lambda rs: [(r.method, r.lr, r.seed) for r in rs]  # noqa: E731
+    for n in (1, 2, 3, 5, 12, 13):
+        slices = [keys(shard_runs(runs, f"{k}/{n}")) for k in range(n)]
+        flat = [key for part in slices for key in part]
+        assert sorted(flat) == sorted(keys(runs)) and len(set(flat)) == len(flat)
+    assert shard_runs(runs, "") == runs
+    for bad in ("2/2", "-1/2", "1", "a/b", "0/0", "1/2/3"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+
+
+@pytest.mark.slow  # three CLI processes (~30 s on 2 cores)
+def test_two_concurrent_shards_one_killed_then_merged(tmp_path, capsys):
+    """Two shard processes share one --out; shard 1 is SIGKILLed mid-run and rerun; --merge gives every row once."""
+    from talr_theory.results import _key_id
+    from talr_theory.training.config import checkpoint_steps
+    from talr_theory.training.sweep import SweepConfig, shard_runs
+
+    data, out = tmp_path / "toy.jsonl", tmp_path / "sweep"
+    _write_jsonl(data)
+    args = ["sweep", "--model", "tiny-random", "--data", str(data), "--methods", "sft,talr,dft",
+            "--lrs", "1e-4,1e-3", "--seeds", "0", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
+            "--n-train", "8", "--n-eval", "4", "--general-text", "fallback", "--general-blocks", "2",
+            "--block-len", "32", "--n-samples", "0", "--train-probe", "0", "--out", str(out), "--no-progress"]
+    cmd = lambda k: [sys.executable, "-m", "talr_theory.cli", *args, "--shard", f"{k}/2"]  # noqa: E731
+    steps = checkpoint_steps(12, 2)
+    runs1 = shard_runs(SweepConfig(methods=("sft", "talr", "dft"), lrs=(1e-4, 1e-3)).runs(), "1/2")
+    files1 = [out / "rows" / f"{_key_id({'method': r.method, 'lr': r.lr, 'seed': 0, 'step': s, 'wise_alpha': 1.0})}.parquet"
+              for r in runs1 for s in steps]
+    procs = [subprocess.Popen(cmd(k), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for k in (0, 1)]
+    n_at_kill = 0
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and procs[1].poll() is None:
+            n_at_kill = sum(f.exists() for f in files1)
+            if n_at_kill >= len(steps) + 2:  # inside shard 1's second run
+                os.kill(procs[1].pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        procs[0].wait(timeout=300)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert procs[1].returncode == -signal.SIGKILL, procs[1].stderr.read().decode()[-2000:]
+    assert procs[0].returncode == 0, procs[0].stderr.read().decode()[-2000:]
+    assert len(steps) + 2 <= sum(f.exists() for f in files1) < len(files1)
+    # a shard never writes the consolidated files (the other shard may still be writing)
+    assert not (out / "results.parquet").exists()
+    # merging now reports shard 1's unfinished runs
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(out), "--merge", "--no-figures", "--json", "-"]) == 0
+    partial = capsys.readouterr().out
+    incomplete = json.loads(partial)["incomplete"]
+    assert incomplete and all((r["method"], r["lr"]) in {(x.method, x.lr) for x in runs1} for r in incomplete)
+    # rerun the killed shard: it resumes, skipping its completed run(s)
+    rerun = subprocess.run(cmd(1), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "3 runs, 1 already complete, 2 to do" in rerun.stdout + rerun.stderr
+    assert main(["sweep", "--out", str(out), "--merge", "--json", "-"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["incomplete"] == [] and summary["n_runs"] == 6
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 6 * len(steps)
+    assert not table[["method", "lr", "seed", "step"]].duplicated().any()
+    assert table.groupby(["method", "lr"]).size().eq(len(steps)).all()
+    assert (out / "figures" / "sweep_tradeoff.png").exists()
+    assert not list((out / "rows").glob("*.tmp"))

@@ -8,6 +8,11 @@ Example (fast, real pretrained tiny model from ../shared):
 Options come from flags, from ``--config FILE`` (flat JSON or TOML with the same names, e.g.
 ``{"methods": ["sft", "talr"], "lrs": [1e-5, 1e-4], "steps": 50}``), or both: flags given on the
 command line override the file. Rerunning the same command resumes a killed sweep.
+
+Sharded (one process per GPU, or a SLURM array with K = $SLURM_ARRAY_TASK_ID): every process runs the
+same command with its own ``--shard K/N`` (and ``--device cuda:K`` on a multi-GPU node) and the same
+``--out``; then ``talr-theory sweep --out DIR --merge`` (or the unsharded command) consolidates the rows
+and draws the figures. A killed shard is resumed by rerunning its own command.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ def register(subparsers) -> None:
                         help="JSON or TOML file with options (flags given on the command line override it)")
     add_dataclass_args(parser, SweepConfig, skip=("train",))
     add_dataclass_args(parser, TrainConfig, skip=("method", "lr", "seed"))
+    parser.add_argument("--merge", action="store_true",
+                        help="only consolidate the rows that (sharded) processes wrote into --out and draw "
+                             "the figures; trains nothing and needs no other option")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="draw the trade-off and dynamics figures into OUT/figures")
@@ -78,12 +86,18 @@ def resolve_config(args):
 
 
 def run(args) -> int:
-    from talr_theory.training.sweep import run_sweep
+    from talr_theory.training.sweep import merge_sweep, run_sweep
 
     config = resolve_config(args).validate()
     out = human_stream(args.json)
-    summary = run_sweep(config, progress=not args.no_progress, log=out)
-    if args.figures and summary.get("n_rows"):
+    if args.merge:
+        summary = merge_sweep(config.out, log=out)
+    else:
+        summary = run_sweep(config, progress=not args.no_progress, log=out)
+    if summary.get("shard"):
+        print(f"sweep: shard {summary['shard']} done; when every shard has finished: "
+              f"talr-theory sweep --out {config.out} --merge", file=out)
+    elif args.figures and summary.get("n_rows"):
         from pathlib import Path
 
         import pandas as pd

@@ -9,6 +9,9 @@ All functions take the tidy sweep table (one row per method, lr, seed, step, wis
 - ``plot_frac_easy``: fraction of target tokens with p > 0.2 over epochs (the paper's Fig. 3c analog).
 - ``plot_frac_easy_by_base``: the same fraction split by base difficulty — tokens the base model
   found hard (p ≤ 0.2) vs easy — when the sweep recorded the split (``--frac-by-base``).
+
+When the sweep scored lm-eval benchmarks, ``save_sweep_figures`` also draws the trade-off with the
+benchmark score drop (``bench_drop``) as the general axis (``sweep_tradeoff_bench.png``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def general_metric(frame: pd.DataFrame) -> str:
 
 
 GENERAL_LABEL = {"kl_base": "ΔL(P1) = KL(q0‖qθ) on base samples [nats/sample]",
-                 "delta_L_text": "ΔL(P1) on real text [nats/token]"}
+                 "delta_L_text": "ΔL(P1) on real text [nats/token]",
+                 "bench_drop": "benchmark score drop (base - current, mean over lm-eval tasks)"}
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +177,13 @@ def save_sweep_figures(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
     for name, fn in figures:
         fig = fn(frame)
         path = folder / f"sweep_{name}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    if "bench_drop" in frame.columns and frame["bench_drop"].notna().any():
+        # lm-eval scores were measured: the same trade-off with benchmark score as the general axis
+        fig = plot_tradeoff(frame, general="bench_drop")
+        path = folder / "sweep_tradeoff_bench.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)

@@ -5,6 +5,8 @@
 - ``params``      L2-to-init, LoRA (peft), WiSE-FT interpolation.
 - ``core``        ``train(model, examples, config, evaluator, on_checkpoint) -> TrainResult``.
 - ``evaluation``  ``CheckpointEvaluator``: Δ*, ΔL(P1) on real text and KL(q0||qθ) on base samples, accuracy.
-- ``hf``          ``TokenLoss`` for ``transformers.Trainer(compute_loss_func=...)`` (TRL optional).
-- ``sweep``       resumable methods × LRs × seeds sweeps (``talr-theory sweep``).
+- ``hf``          ``TokenLoss`` for ``transformers.Trainer(compute_loss_func=...)``; FLOW weights through the
+                  batch (``WeightCollator``, ``make_trainer``); TRL's ``SFTTrainer`` (``make_sft_trainer``).
+- ``lmeval``      lm-eval-harness scores of the in-memory model at checkpoints (optional extra).
+- ``sweep``       resumable, shardable methods × LRs × seeds sweeps (``talr-theory sweep``, ``--shard K/N``).
 """

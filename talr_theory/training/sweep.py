@@ -9,6 +9,12 @@ Resuming: a run whose rows are all present (or that has a recorded failure row) 
 that was interrupted is retrained from its seed (training is deterministic on a given machine) and
 only the missing rows are written, so a sweep killed at any moment and rerun with the same command
 ends with exactly one row per key. Runs whose loss becomes NaN/inf stop and leave one failure row.
+
+Sharding: ``shard="K/N"`` runs only the K-th of N disjoint round-robin slices of the grid, so N
+processes (one per GPU, a SLURM array) can write into one ``out``; rows are per-key files, so they
+neither collide nor duplicate. Shards leave consolidation to ``merge_sweep`` (``--merge``), which also
+reports runs that are still incomplete. ``lm_eval_tasks`` adds lm-eval-harness scores to every
+checkpoint row (``training.lmeval``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,15 @@ class SweepConfig:
     out: str = field(default="runs/sweep", metadata={"help": "output folder (rows, results.parquet/csv)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 (default: auto)"})
+    lm_eval_tasks: str = field(default="", metadata={"help": "lm-eval-harness tasks scored on the in-memory "
+                                                             "model at every checkpoint, e.g. mmlu,gsm8k,ifeval "
+                                                             "(needs the lmeval extra; empty: off)"})
+    lm_eval_include: str = field(default="", metadata={"help": "folder of extra lm-eval task YAMLs"})
+    lm_eval_limit: int = field(default=0, metadata={"help": "examples per lm-eval task (0: all)"})
+    lm_eval_fewshot: int = field(default=-1, metadata={"help": "lm-eval few-shot examples (-1: task default)"})
+    shard: str = field(default="", metadata={"help": "K/N: run only the K-th (0-based) of N disjoint slices of "
+                                                     "the methods × lrs × seeds grid; N processes (one per "
+                                                     "GPU, or a SLURM array) share one --out, then --merge"})
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> SweepConfig:
@@ -87,6 +102,11 @@ class SweepConfig:
         for name in ("general_blocks", "block_len", "sample_len", "eval_batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), "an integer >= 1")
+        parse_shard(self.shard)
+        if self.lm_eval_limit < 0 or self.lm_eval_fewshot < -1:
+            bad("lm_eval_limit/lm_eval_fewshot", (self.lm_eval_limit, self.lm_eval_fewshot), ">= 0 / >= -1")
+        if self.lm_eval_include and not Path(self.lm_eval_include).is_dir():
+            bad("lm_eval_include", self.lm_eval_include, "an existing folder of lm-eval task YAMLs")
         # Every run's training config must be valid before any work starts.
         for run in self.runs():
             run.validate()
@@ -205,8 +225,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
     from talr_theory.training.evaluation import CheckpointEvaluator
 
     config.validate()
-    runs = config.runs()
-    table = ResultsTable(config.out, KEY_FIELDS)
+    runs = shard_runs(config.runs(), config.shard)
+    table = ResultsTable(config.out, KEY_FIELDS, writer=shard_writer(config.shard))
     existing = table.load()
     failed_runs = set()
     if len(existing) and "status" in existing.columns:
@@ -260,6 +280,7 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
             enc_train.examples[: config.train_probe] if config.train_probe else None, accuracy_items, tok,
             pad_id=pad, batch_size=config.eval_batch_size, bf16_autocast=config.train.bf16_autocast,
             max_new_tokens=config.max_new_tokens, split_by_base=config.frac_by_base)
+        evaluator = with_benchmarks(evaluator, config, tok, log)
         print("sweep: measuring the base model", file=log)
         baseline = evaluator.set_baseline(loaded.model)
         summary["baseline"] = baseline
@@ -296,7 +317,94 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
                 print(f"sweep: final model saved to {saved}", file=log)
             del model, result
 
+    if config.shard:
+        # Another shard may still be writing: the consolidated files are left to --merge (or a plain rerun).
+        frame = table.load()
+        if len(frame):
+            mine = {(r.method, float(r.lr), int(r.seed)) for r in runs}
+            frame = frame[[(m, float(lr), int(sd)) in mine
+                           for m, lr, sd in zip(frame["method"], frame["lr"], frame["seed"])]]
+        summary["shard"] = config.shard
+    else:
+        frame = table.consolidate()
+    summary.update(final_summary(frame))
+    return summary
+
+
+def with_benchmarks(evaluator, config: SweepConfig, tokenizer, log):
+    """The checkpoint evaluator, plus lm-eval benchmark scores when ``config.lm_eval_tasks`` is set."""
+    if not config.lm_eval_tasks:
+        return evaluator
+    from talr_theory.training.lmeval import BenchmarkEvaluator, BenchmarkScorer
+
+    scorer = BenchmarkScorer(config.lm_eval_tasks, tokenizer, include_path=config.lm_eval_include or None,
+                             limit=config.lm_eval_limit or None, batch_size=config.eval_batch_size,
+                             num_fewshot=None if config.lm_eval_fewshot < 0 else config.lm_eval_fewshot)
+    print(f"sweep: lm-eval tasks {', '.join(scorer.tasks)} at every checkpoint", file=log)
+    return BenchmarkEvaluator(evaluator, scorer)
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N) with 0 <= K < N; ``""`` -> None (the whole grid)."""
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with integers, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with N >= 1 and 0 <= K < N")
+    return k, n
+
+
+def shard_runs(runs: list[TrainConfig], shard: str) -> list[TrainConfig]:
+    """The K-th of N disjoint slices of ``runs``, dealt round-robin so each shard gets a mix of methods/LRs.
+
+    Every process of a sharded sweep builds the same grid, so the N slices are disjoint and cover it.
+    """
+    parsed = parse_shard(shard)
+    if parsed is None:
+        return runs
+    k, n = parsed
+    return runs[k::n]
+
+
+def shard_writer(shard: str) -> str:
+    """The name a process writes its temporary row files under (cleanup after a kill touches only its own)."""
+    parsed = parse_shard(shard)
+    return "main" if parsed is None else f"shard-{parsed[0]}-of-{parsed[1]}"
+
+
+def merge_sweep(out: str, log=None) -> dict:
+    """Consolidate the rows that every shard wrote into ``out`` (results.parquet/csv); report incomplete runs.
+
+    Completeness is judged per (method, lr, seed) from the resolved config stored in its own rows, so it
+    needs no grid flags: a run is incomplete when it has neither all its checkpoint rows nor a failure row.
+    """
+    from talr_theory.results import ResultsTable
+
+    log = log if log is not None else sys.stderr
+    rows_dir = Path(out) / "rows"
+    if not rows_dir.is_dir():
+        raise FileNotFoundError(f"--merge: {rows_dir} does not exist (no sweep has written to --out {out})")
+    table = ResultsTable(out, KEY_FIELDS, writer="merge")
     frame = table.consolidate()
+    incomplete = []
+    if len(frame):
+        for (method, lr, seed), group in frame.groupby(["method", "lr", "seed"], sort=True):
+            if "status" in group.columns and (group["status"] == "failed").any():
+                continue
+            stored = json.loads(group["config_json"].iloc[0])["train"]
+            known = {f.name for f in dataclasses.fields(TrainConfig)}
+            run = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items() if k in known})
+            have = {(int(r.step), float(r.wise_alpha)) for r in group.itertuples()}
+            missing = [k for k in expected_keys(run) if (k["step"], k["wise_alpha"]) not in have]
+            if missing:
+                incomplete.append({"method": method, "lr": float(lr), "seed": int(seed), "n_missing": len(missing)})
+    n_runs = int(frame[["method", "lr", "seed"]].drop_duplicates().shape[0]) if len(frame) else 0
+    print(f"sweep --merge: {len(frame)} rows from {n_runs} runs in {out}"
+          + (f"; {len(incomplete)} run(s) incomplete (rerun their shard)" if incomplete else ""), file=log)
+    summary = {"out": str(Path(out).resolve()), "n_runs": n_runs, "incomplete": incomplete}
     summary.update(final_summary(frame))
     return summary
 
@@ -306,7 +414,8 @@ def final_summary(frame) -> dict:
     if frame is None or not len(frame):
         return {"n_rows": 0, "final": []}
     cols = [c for c in ("delta_star", "delta_star_per_token", "delta_L_text", "kl_base", "kl_base_se",
-                        "accuracy", "frac_p_gt_0.2", "mean_weight") if c in frame.columns]
+                        "accuracy", "frac_p_gt_0.2", "mean_weight", "bench_mean", "bench_drop")
+            if c in frame.columns]
     ok = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
     rows = []
     if len(ok):
