@@ -37,3 +37,28 @@ def ratio_heatmap(cells: pd.DataFrame, title: str = ""):
     ax.set_ylabel("")
     ax.set_title(title)
     return fig
+
+
+def advisor_cases(cases: pd.DataFrame, title: str = "Safe-LR advisor on held-out runs (synthetic lab)"):
+    """Left: observed ΔL(P1) at the recommended LR vs ε (certified cases; y = x dashed).
+    Right: recommended / true largest safe LR per case (below one: conservative)."""
+    cert = cases[cases["status"] == "ok"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    sns.scatterplot(data=cert, x="epsilon", y="observed_delta_L", hue="scenario", style="scenario", s=60, ax=axes[0])
+    vals = cert[["epsilon", "observed_delta_L"]].to_numpy(float)
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size:
+        lim = [vals.min() * 0.8, vals.max() * 1.2]
+        axes[0].plot(lim, lim, "--", color="grey")
+        axes[0].set_xscale("log")
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("requested ε (nats)")
+    axes[0].set_ylabel("observed ΔL(P1) at the recommended LR")
+    ratio = cert[np.isfinite(cert["ratio_to_true"].astype(float))]
+    sns.stripplot(data=ratio, x="scenario", y="ratio_to_true", ax=axes[1])
+    axes[1].axhline(1.0, color="grey", ls="--")
+    axes[1].set_ylabel("recommended / true largest safe LR")
+    n_cert, n = len(cert), len(cases)
+    fig.suptitle(f"{title}: {n_cert} of {n} cases certified", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -113,7 +113,8 @@ def _unit_rows(cfg: Config, seed: int, easy_p: float, common: float, hard: str) 
             coef = linearised_coefficients(sc, targets, method, p1, tau=tau,
                                            w_min=w_min if w_min is not None else 0.0)
             for r in at.itertuples():
-                rows.append({"method": method, "w_min": np.nan if w_min is None else w_min,
+                # w_min = -1 marks "no floor" (SFT, DFT): a NaN key would not match itself on resume
+                rows.append({"method": method, "w_min": -1.0 if w_min is None else w_min,
                              "tau_rule": rule or "", "p1": p1, "gain": float(r.delta_star),
                              "delta_L": float(r.delta_L), "steps": traj.steps, "reached": traj.reached,
                              "easy_share": easy_share, **{f"coef_{k}": v for k, v in coef.items()}})
@@ -123,7 +124,9 @@ def _unit_rows(cfg: Config, seed: int, easy_p: float, common: float, hard: str) 
 def _measure(cfg: Config, out, progress: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    table = results_table(out, NAME + "_runs", cfg, ["seed", "easy_p", "common", "hard"])
+    # Row keys name every row uniquely (a unit key alone would let the rows of one unit overwrite each other).
+    table = results_table(out, NAME + "_runs", cfg, ["seed", "easy_p", "common", "hard", "method", "w_min",
+                                                     "tau_rule", "p1", "gain"])
     done = table.load() if table is not None else None
     units = list(itertools.product(range(cfg.n_seeds), cfg.easy_p, cfg.common, cfg.hard))
     rows = []
