@@ -60,7 +60,8 @@ def register(subparsers) -> None:
                    help="token limit per example (default: the model's context length); an example whose "
                         "prompt fills it is an error, never silently dropped")
     p.add_argument("--max-extra-pilots", type=int, default=2,
-                   help="extra pilots (x3 above / below the pilot range) when ε is not bracketed (default: %(default)s)")
+                   help="extra pilots beyond the pilot range (x3 to x10, towards the fit) when ε is not bracketed "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validate", action="store_true",
                    help="instead of advising, validate the advisor on held-out runs in the synthetic lab "

@@ -71,7 +71,7 @@ def points_at_gain(traj: pd.DataFrame, gain: float) -> pd.DataFrame:
     for lr, g in traj.groupby("lr"):
         g = g.sort_values("step")
         trajs.append((float(lr), g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float)))
-    at = interpolate_at_common_delta(trajs, [gain])
+    at = interpolate_at_common_delta(trajs, [gain]).astype({"lam": float, "delta_L": float})
     at = at[np.isfinite(at["delta_L"])]
     return at[["lam", "delta_L"]].sort_values("lam").reset_index(drop=True)
 
@@ -158,8 +158,12 @@ def advise_from_trajectories(traj: pd.DataFrame, epsilon: float, gain: float | N
 
 def advise_with_pilots(run_pilot: Callable[[float], pd.DataFrame], pilot_lrs: Sequence[float], epsilon: float,
                        gain: float | None = None, factor: float = 3.0, max_extra: int = 2,
-                       cache: dict | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Advice that extends the pilot when ε is not bracketed: at most ``max_extra`` more pilots, ×/÷ ``factor``.
+                       cache: dict | None = None, n_boot: int = 1000, seed: int = 0, max_jump: float = 10.0) -> dict:
+    """Advice that extends the pilot when ε is not bracketed: at most ``max_extra`` more pilots.
+
+    Each extra pilot lies beyond the current range by ×``factor``, or by as much as the power-law
+    fit's answer suggests when that lies further, never more than ×``max_jump`` (the fit only
+    places the pilot; the recommendation still comes from measured points).
 
     ``run_pilot(lr)`` returns one trajectory (columns step, delta_star, delta_L). ``cache`` (LR →
     trajectory) lets several tolerances share pilot runs. The gain is fixed by the initial pilots
@@ -168,8 +172,9 @@ def advise_with_pilots(run_pilot: Callable[[float], pd.DataFrame], pilot_lrs: Se
     epsilon = check_epsilon(epsilon)
     if len(pilot_lrs) < 2:
         raise ValueError("the advisor needs at least two pilot learning rates")
-    if factor <= 1 or max_extra < 0:
-        raise ValueError(f"advise_with_pilots: need factor > 1 and max_extra >= 0, got {factor}, {max_extra}")
+    if factor <= 1 or max_jump < factor or max_extra < 0:
+        raise ValueError(f"advise_with_pilots: need 1 < factor <= max_jump and max_extra >= 0, got {factor}, "
+                         f"{max_jump}, {max_extra}")
     cache = {} if cache is None else cache
 
     def frame(lrs) -> pd.DataFrame:
@@ -186,7 +191,14 @@ def advise_with_pilots(run_pilot: Callable[[float], pd.DataFrame], pilot_lrs: Se
         adv = advise_from_trajectories(frame(lrs), epsilon, gain, n_boot=n_boot, seed=seed)
         if adv["needs"] is None or len(extra) >= max_extra:
             break
-        new = max(lrs) * factor if adv["needs"] == "higher" else min(lrs) / factor
+        # Jump at least ×factor, towards the power-law fit's answer when it lies further, at most ×max_jump.
+        fit = adv["fit_lr"] if adv["fit_lr"] is not None and math.isfinite(adv["fit_lr"]) else None
+        if adv["needs"] == "higher":
+            jump = min(max(factor, (fit / max(lrs)) if fit else factor), max_jump)
+            new = max(lrs) * jump
+        else:
+            jump = min(max(factor, (min(lrs) / fit) if fit else factor), max_jump)
+            new = min(lrs) / jump
         extra.append(new)
         lrs = sorted([*lrs, new])
     adv["extra_pilot_lrs"] = extra
