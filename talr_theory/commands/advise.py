@@ -59,7 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-length", type=_positive_int, default=None,
                    help="token limit per example (default: the model's context length); an example whose "
                         "prompt fills it is an error, never silently dropped")
-    p.add_argument("--max-extra-pilots", type=int, default=2,
+    p.add_argument("--max-extra-pilots", type=int, default=3,
                    help="extra pilots beyond the pilot range (x3 to x10, towards the fit) when ε is not bracketed "
                         "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)

@@ -155,7 +155,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
         for scenario, k in tqdm(units, desc="advisor validation", disable=not progress):
             seed = cfg.seed * 1000 + k
             key = {"scenario": scenario, "seed": seed}
-            got = ensure_rows(table, done, key, lambda: _unit(cfg, scenario, seed, lab))
+            got = ensure_rows(table, done, key, lambda scenario=scenario, seed=seed: _unit(cfg, scenario, seed, lab))
             rows += [{**r, **key} for r in got]
     cases = pd.DataFrame(rows)
     summary = summarize(cases)

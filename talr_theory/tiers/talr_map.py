@@ -29,7 +29,14 @@ import pandas as pd
 from talr_theory.theory.reweighting import linearised_coefficients, predicted_ratio
 from talr_theory.theory.scenario import ScenarioConfig, make_scenario
 from talr_theory.theory.trajectories import run_trajectory
-from talr_theory.tiers.protocol import TierResult, cost_at_gain, ensure_rows, paired_ratio, ratio_verdict, results_table
+from talr_theory.tiers.protocol import (
+    TierResult,
+    cost_at_gain,
+    ensure_rows,
+    paired_ratio,
+    ratio_verdict,
+    results_table,
+)
 
 NAME = "talr_map"
 TAU_RULES = ("median-token", "median-sequence", "fixed")
@@ -133,7 +140,9 @@ def _measure(cfg: Config, out, progress: bool) -> pd.DataFrame:
     for k, easy_p, common, hard in tqdm(units, desc="TALR map (exact tier)", disable=not progress):
         seed = cfg.seed * 1000 + k
         key = {"seed": seed, "easy_p": easy_p, "common": common, "hard": hard}
-        got = ensure_rows(table, done, key, lambda: _unit_rows(cfg, seed, easy_p, common, hard))
+        got = ensure_rows(table, done, key,
+                          lambda seed=seed, easy_p=easy_p, common=common, hard=hard:
+                          _unit_rows(cfg, seed, easy_p, common, hard))
         rows += [{**r, **key} for r in got]
     frame = pd.DataFrame(rows)
     frame["tau_rule"] = frame["tau_rule"].fillna("")
