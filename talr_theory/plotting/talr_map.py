@@ -62,3 +62,30 @@ def advisor_cases(cases: pd.DataFrame, title: str = "Safe-LR advisor on held-out
     fig.suptitle(f"{title}: {n_cert} of {n} cases certified", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def synthetic_ratios(cells: pd.DataFrame, title: str = "Synthetic lab: ΔL(P1) ratio vs SFT at equal gain"):
+    """Ratio with its bootstrap interval per (method, w_min), one panel per domain variant (log scale)."""
+    c = cells.copy()
+    c["setting"] = [r["method"].upper() + (f" w_min={r['w_min']:g}" if r["method"] == "talr" else "")
+                    for r in c.to_dict("records")]
+    variants = sorted(c["easy"].unique())
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 3.4), squeeze=False, sharey=True)
+    palette = dict(zip(sorted(c["setting"].unique()), sns.color_palette("deep")))
+    for ax, easy in zip(axes[0], variants):
+        sub = c[c["easy"] == easy].reset_index(drop=True)
+        sns.pointplot(data=sub, x="setting", y="ratio", hue="setting", palette=palette, linestyle="none",
+                      legend=False, ax=ax)
+        for i, r in sub.iterrows():
+            if np.isfinite(r["ci_lo"]):
+                ax.vlines(i, r["ci_lo"], r["ci_hi"], color=palette[r["setting"]])
+            ax.annotate(MARK.get(r["verdict"], ""), (i, r["ratio"]), textcoords="offset points", xytext=(6, 4),
+                        fontsize=8)
+        ax.axhline(1.0, color="grey", ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("")
+        ax.set_ylabel("ratio to SFT (log)")
+        ax.set_title("easy targets: " + ("P1 transitions" if easy == "source" else "domain tokens"), fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -13,6 +13,14 @@ scenario's randomness. Each cell is a verdict with paper value [0, 1] (less degr
 Next to the measurement, the linearised condition of ``theory/reweighting.py`` predicts each cell's
 sign from the weights at θ0; the fraction of cells where predicted and measured signs agree is
 reported as a plain fact (it checks our condition, not the paper).
+
+The synthetic lab adds cells measured on a real (tiny) transformer with exact ΔL(P1), for both
+domain variants of ``lab.domains``: ``easy=source`` (adversarial: the easy targets are P1's own
+transitions) and ``easy=domain`` (the domain mostly agrees with the model: easy targets are domain
+tokens the model learned in pretraining). Each seed draws new training examples; SFT, TALR (token
+median τ, each ``w_min``) and DFT train full-batch with plain SGD, TALR and DFT at ``synthetic_lr_scale``
+times SFT's LR (their weights shrink the step; at SFT's LR they barely move in the same number of
+steps). The ratio at equal gain is read at gains every run of the unit reaches.
 """
 
 from __future__ import annotations
@@ -58,12 +66,23 @@ class Config:
     n_gains: int = 8
     max_steps: int = 3000
     n_boot: int = 1000
+    # synthetic lab (tiny Llama, exact ΔL(P1)); empty synthetic_easy skips it
+    synthetic_easy: tuple[str, ...] = ("source", "domain")
+    synthetic_s: int = 2
+    synthetic_seeds: int = 3
+    synthetic_lr: float = 0.02
+    synthetic_lr_scale: float = 20.0
+    synthetic_steps: int = 24
+    synthetic_evals: int = 12
+    synthetic_n_train: int = 24
+    synthetic_n_eval: int = 32
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
         return cls(easy_p=(0.95,), w_min=(0.01,), tau_rules=("median-token",), common=(0.1,),
-                   hard=HARD_KINDS, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300, seed=seed)
+                   hard=HARD_KINDS, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300,
+                   synthetic_easy=("domain",), synthetic_steps=12, synthetic_evals=6, seed=seed)
 
     def validate(self) -> None:
         bad = [r for r in self.tau_rules if r not in TAU_RULES]
@@ -214,11 +233,96 @@ def sign_agreement(cells: pd.DataFrame) -> dict:
             "disagreeing_cells": ok.loc[~agree, ["method", *CELL_KEYS, "w_min", "tau_rule", "ratio"]].to_dict("records")}
 
 
+def _synthetic_unit(cfg: Config, easy: str, seed: int, lab: dict) -> list[dict]:
+    """SFT, TALR (each w_min) and DFT on one draw of training examples; ΔL at common gains."""
+    from talr_theory.lab.domains import DomainConfig, domain_nll, make_agreeing_examples, make_domain_examples
+    from talr_theory.lab.empirical import run_trajectory
+
+    model, general, chain, source = lab[easy]
+    dcfg = DomainConfig(s=cfg.synthetic_s, easy=easy)
+    if easy == "domain":
+        train_ex = make_agreeing_examples(chain, dcfg, cfg.synthetic_n_train, seed=seed * 1000 + 11)
+        eval_ex = make_agreeing_examples(chain, dcfg, cfg.synthetic_n_eval, seed=seed * 1000 + 12, prefix="eval")
+    else:
+        train_ex = make_domain_examples(source, dcfg, cfg.synthetic_n_train, seed=seed * 1000 + 11)
+        eval_ex = make_domain_examples(source, dcfg, cfg.synthetic_n_eval, seed=seed * 1000 + 12, prefix="eval")
+    runs = [("sft", -1.0), ("dft", -1.0)] + [("talr", w) for w in cfg.w_min]
+    trajs = []
+    for method, w_min in runs:
+        lr = cfg.synthetic_lr * (1.0 if method == "sft" else cfg.synthetic_lr_scale)
+        extra = {"w_min": w_min, "tau": "median"} if method == "talr" else {}
+        fr = run_trajectory(model, train_ex, method, lr, cfg.synthetic_steps,
+                            max(1, cfg.synthetic_steps // cfg.synthetic_evals), general.delta_L,
+                            lambda m: domain_nll(m, eval_ex), optimizer="sgd", seed=seed, extra_config=extra)
+        trajs.append(fr.assign(method=method, w_min=w_min, lr=lr)[["method", "w_min", "lr", "step", "delta_star",
+                                                                  "delta_L"]])
+    frame = pd.concat(trajs, ignore_index=True)
+    reach = float(frame[frame["step"] >= 1].groupby(["method", "w_min"])["delta_star"].max().min())
+    gains = np.linspace(reach / cfg.n_gains, reach, cfg.n_gains) if reach > 0 else np.array([])
+    if not len(gains):
+        return []
+    at = cost_at_gain(frame, gains, by=["method", "w_min", "lr"])
+    return [{"method": r.method, "w_min": float(r.w_min), "lr": float(r.lr), "gain": float(r.delta_star),
+             "delta_L": float(r.delta_L)} for r in at.itertuples()]
+
+
+def _measure_synthetic(cfg: Config, out, progress: bool) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    from talr_theory.lab.domains import load_domain_pretrained
+    from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained, torch_threads
+
+    if not cfg.synthetic_easy:
+        return pd.DataFrame()
+    table = results_table(out, NAME + "_synthetic", cfg, ["easy", "seed", "method", "w_min", "gain"])
+    done = table.load() if table is not None else None
+    rows = []
+    with torch_threads(1):
+        lab = {}
+        if "source" in cfg.synthetic_easy:
+            source, model, _ = load_pretrained(progress=progress)
+            lab["source"] = (model, ExactGeneralEvaluator(source, model), None, source)
+        if "domain" in cfg.synthetic_easy:
+            source, chain, model = load_domain_pretrained(progress=progress)
+            lab["domain"] = (model, ExactGeneralEvaluator(source, model), chain, source)
+        units = list(itertools.product(cfg.synthetic_easy, range(cfg.synthetic_seeds)))
+        for easy, k in tqdm(units, desc="TALR map (synthetic lab)", disable=not progress):
+            seed = cfg.seed * 1000 + k
+            key = {"easy": easy, "seed": seed}
+            got = ensure_rows(table, done, key, lambda easy=easy, seed=seed: _synthetic_unit(cfg, easy, seed, lab))
+            rows += [{**r, **key} for r in got]
+    return pd.DataFrame(rows)
+
+
+def synthetic_cells(frame: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, list]:
+    """One row (and verdict) per (variant, method, w_min) of the synthetic lab."""
+    if not len(frame):
+        return pd.DataFrame(), []
+    keys = ["easy", "seed", "gain"]
+    sft = frame[frame["method"] == "sft"][keys + ["delta_L"]]
+    rows, verdicts = [], []
+    for (easy, method, w_min), sub in frame[frame["method"] != "sft"].groupby(["easy", "method", "w_min"]):
+        pairs = sub.merge(sft, on=keys, suffixes=("_w", "_s"))
+        ratio = paired_ratio(pairs["delta_L_w"], pairs["delta_L_s"], pairs["seed"], n_boot=cfg.n_boot, seed=cfg.seed)
+        label = f"synthetic,easy={easy},s={cfg.synthetic_s}" + (f",w_min={w_min:g}" if method == "talr" else "")
+        v = ratio_verdict(f"{method}_vs_sft_at_equal_gain[{label}]", NAME,
+                          f"ΔL(P1)_{method.upper()} / ΔL(P1)_SFT at equal domain gain (synthetic lab, exact ΔL)",
+                          ratio, note=f"SGD, SFT LR {cfg.synthetic_lr:g}, {method.upper()} LR "
+                                      f"{cfg.synthetic_lr * cfg.synthetic_lr_scale:g}; each seed draws new "
+                                      f"training examples; the pretrained model is one draw (not resampled).")
+        verdicts.append(v)
+        rows.append({"easy": easy, "method": method, "w_min": w_min, "ratio": ratio.estimate, "ci_lo": ratio.ci[0],
+                     "ci_hi": ratio.ci[1], "n_pairs": ratio.n_pairs, "n_units": ratio.n_units, "verdict": v.verdict})
+    return pd.DataFrame(rows), verdicts
+
+
 def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
     cfg.validate()
     t0 = time.perf_counter()
     frame = _measure(cfg, out, progress)
     cells, verdicts = ratio_cells(frame, cfg)
+    syn_frame = _measure_synthetic(cfg, out, progress)
+    syn_cells, syn_verdicts = synthetic_cells(syn_frame, cfg)
     agree = sign_agreement(cells)
     by_label = cells.groupby("verdict").size().to_dict()
     wins = cells[(cells["method"] == "talr") & (cells["verdict"] == "agrees")]
@@ -235,17 +339,24 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     ]
     if len(wins):
         notes.append("Cells where TALR wins: " + "; ".join(cell_label("talr", r) for r in wins.to_dict("records")) + ".")
+    if len(syn_cells):
+        notes.append("Synthetic lab (exact ΔL(P1)): " + "; ".join(
+            f"{r['method'].upper()}{'' if r['method'] != 'talr' else f' w_min={r['w_min']:g}'} / SFT with easy "
+            f"targets = {'P1 transitions' if r['easy'] == 'source' else 'domain tokens'}: {r['verdict']}"
+            for r in syn_cells.to_dict("records")) + " (ratios and intervals in the claims table).")
     info = {
         "summary": (f"Exact tier: ΔL(P1) of SFT, TALR and DFT at equal domain gain over a grid of "
                     f"{len(cells)} (method, cell) combinations, {cfg.n_seeds} random scenarios (seeds) per cell, "
                     f"λ={cfg.lam:g}, s={cfg.s}; ratios are geometric means over (seed, gain) pairs with "
                     f"bootstrap intervals over seeds."),
         "notes": notes,
-        "report_tables": {"TALR/DFT vs SFT at equal gain, per cell": "cells"},
+        "report_tables": {"TALR/DFT vs SFT at equal gain, per cell (exact tier)": "cells",
+                          "TALR/DFT vs SFT at equal gain (synthetic lab)": "synthetic_cells"},
         "sign_agreement": agree,
         "elapsed_s": time.perf_counter() - t0,
     }
-    return TierResult(NAME, asdict(cfg), {"runs": frame, "cells": cells}, verdicts, info)
+    frames = {"runs": frame, "cells": cells, "synthetic_runs": syn_frame, "synthetic_cells": syn_cells}
+    return TierResult(NAME, asdict(cfg), frames, verdicts + syn_verdicts, info)
 
 
 def figures(result: TierResult, save) -> None:
@@ -255,3 +366,8 @@ def figures(result: TierResult, save) -> None:
     for p1 in sorted(cells["p1"].unique()):
         save(ratio_heatmap(cells[cells["p1"] == p1], title=f"Equal-gain ΔL(P1) ratio vs SFT (P1 {p1})"),
              f"talr_map_{p1}")
+    syn = result.frames.get("synthetic_cells")
+    if syn is not None and len(syn):
+        from talr_theory.plotting.talr_map import synthetic_ratios
+
+        save(synthetic_ratios(syn), "talr_map_synthetic")
