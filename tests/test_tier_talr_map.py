@@ -13,6 +13,7 @@ from talr_theory.tiers import talr_map
 
 def _small(**kw):
     cfg = talr_map.Config.quick(seed=0)
+    kw.setdefault("synthetic_easy", ())  # the exact tier only; the synthetic cells have their own (slow) test
     return replace(cfg, hard=("domain",), target_gain=0.2, n_gains=3, max_steps=600, n_boot=200, **kw)
 
 
@@ -68,3 +69,15 @@ def test_figure_draws(tmp_path):
     saved = []
     talr_map.figures(res, lambda fig, name: (fig.savefig(tmp_path / f"{name}.png"), saved.append(name)))
     assert saved == ["talr_map_exact", "talr_map_mismodeled"]
+
+
+@pytest.mark.slow
+def test_synthetic_cells_of_the_agreeing_domain():
+    """Synthetic-lab cells (pretrains the agreeing-domain model once, ~90 s, then cached)."""
+    res = talr_map.run(_small(synthetic_easy=("domain",), synthetic_steps=8, synthetic_evals=8), None,
+                       progress=False)
+    syn = res.frames["synthetic_cells"]
+    assert set(syn["method"]) == {"talr", "dft"} and (syn["easy"] == "domain").all()
+    assert any(v.claim.startswith("talr_vs_sft_at_equal_gain[synthetic,easy=domain") for v in res.verdicts)
+    runs = res.frames["synthetic_runs"]
+    assert set(runs["seed"]) == {0, 1, 2} and runs["delta_L"].notna().any()
