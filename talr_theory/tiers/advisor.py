@@ -170,7 +170,8 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
         f"true safe LR lies inside the held-out grid ({len(cfg.grid_lrs)} LRs, chord between the bracketing "
         f"grid LRs).",
         f"Not certified: {summary['n_cannot_certify']} cases (ε above what the largest pilot reached, or below "
-        f"the smallest pilot, after at most {cfg.max_extra} extra pilots ×/÷{cfg.extra_factor:g}).",
+        f"the smallest pilot, after at most {cfg.max_extra} extra pilots, each ×{cfg.extra_factor:g} to ×10 "
+        f"beyond the range).",
     ]
     info = {"summary": (f"Safe-LR advisor validated on held-out SFT runs in the synthetic lab (exact ΔL(P1)): "
                         f"{summary['n_cases']} (scenario, seed, ε) cases."),
