@@ -76,7 +76,7 @@ class Config:
     synthetic_lr: float = 0.002
     synthetic_lr_scale: float = 25.0
     synthetic_steps: int = 16
-    synthetic_evals: int = 8
+    synthetic_evals: int = 16  # every step: coarser checkpoints leave too few common gains for an interval
     synthetic_n_train: int = 24
     synthetic_n_eval: int = 32
     seed: int = 0
