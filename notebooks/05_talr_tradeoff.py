@@ -21,6 +21,11 @@
 # domain gain** (Theorem 3.1's setting). Quick mode runs this in the synthetic lab (exact ΔL);
 # full mode also runs the real-LLM tier on the embedded SmolLM2-135M-Instruct + medcalc-synth
 # (ΔL(P1) = KL(q0‖qθ) on base-model samples).
+#
+# Then **when** TALR beats SFT: the map of equal-gain degradation ratios over easy-token confidence,
+# `w_min`, the τ rule, the shared leakage and the kind of hard targets (exact tier, `talr_map` stage),
+# with the sign predicted by the linearised condition of `theory/reweighting.py`; and the safe-LR
+# advisor validated on held-out runs (`advisor` stage).
 
 # %%
 import os
@@ -31,7 +36,9 @@ from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_exampl
 from talr_theory.lab.empirical import run_trajectory
 from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained, torch_threads
 from talr_theory.plotting import lab as plots
+from talr_theory.plotting import talr_map as map_plots
 from talr_theory.theory.envelope import interpolate_at_common_delta
+from talr_theory.tiers import advisor, talr_map
 
 QUICK = os.environ.get("TALR_QUICK", "0") == "1"
 RUNS = {"sft": (0.01, 0.04), "talr": (0.2, 0.8)} if QUICK else {"sft": (0.005, 0.01, 0.02, 0.04),
@@ -61,6 +68,37 @@ grid = [reach / 3, 2 * reach / 3, reach]
 at_gain = interpolate_at_common_delta([(k, ds, dl) for k, (_, ds, dl) in enumerate(trajs)], grid)
 at_gain["run"] = at_gain["trajectory"].map(lambda k: trajs[k][0])
 at_gain.pivot(index="run", columns="delta_star", values="delta_L")
+
+# %% [markdown]
+# ## The map: where does TALR win?
+#
+# Each cell: ΔL(P1) of TALR (or DFT) divided by SFT's at the same domain gain, geometric mean over
+# seeds and gains, with a bootstrap interval over seeds (each seed is a new random scenario). The
+# label is the shared verdict rule: *wins* = the interval lies below 1, *loses* = above 1, *?* =
+# uninformative.
+
+# %%
+tm = talr_map.run(talr_map.Config.quick() if QUICK else talr_map.Config(), progress=False)
+cells = tm.frames["cells"]
+for p1 in sorted(cells["p1"].unique()):
+    plots.save(map_plots.ratio_heatmap(cells[cells["p1"] == p1], title=f"Equal-gain ratio vs SFT (P1 {p1})"),
+               f"nb05_talr_map_{p1}")
+print("\n".join(tm.info["notes"]))
+cells[["method", "w_min", "tau_rule", "easy_p", "common", "hard", "p1", "ratio", "ci_lo", "ci_hi", "verdict",
+       "predicted_win_fraction"]]
+
+# %% [markdown]
+# ## The safe-LR advisor on held-out runs
+#
+# For each (scenario, seed, ε) the advisor runs its pilots (plus at most two extra pilots when ε is not
+# bracketed) and certifies an LR only inside the measured pilot range; a fresh run at that LR checks
+# ΔL(P1) ≤ ε, and a dense held-out LR grid gives the true largest safe LR.
+
+# %%
+adv = advisor.run(advisor.Config.quick() if QUICK else advisor.Config(), progress=False)
+plots.save(map_plots.advisor_cases(adv.frames["cases"]), "nb05_advisor_held_out")
+print("\n".join(adv.info["notes"]))
+adv.info["validation"]
 
 # %%
 if not QUICK:

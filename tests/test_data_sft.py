@@ -191,3 +191,27 @@ def test_medcalc_bench_real_csv():
     assert not {e.meta["note"] for e in train} & {e.meta["note"] for e in evals}
     calcs = {e.meta["calculator"] for e in evals}
     assert len(calcs) >= 50  # stratified: nearly every calculator is represented in eval
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_non_utf8_file_names_file_and_line(tmp_path, suffix):
+    from talr_theory.data.sft import load_sft
+
+    path = tmp_path / f"latin1{suffix}"
+    if suffix == ".jsonl":
+        body = '{"prompt": "a", "response": "b"}\n{"prompt": "caf\xe9", "response": "b"}\n'
+    else:
+        body = "prompt,response\na,b\ncaf\xe9,b\n"
+    path.write_bytes(body.encode("latin-1"))
+    line = 2 if suffix == ".jsonl" else 3
+    with pytest.raises(ValueError, match=rf"latin1{suffix}: line {line}: not valid UTF-8 \(byte 0xe9 at column"):
+        load_sft(str(path))
+
+
+def test_non_utf8_general_text_names_file_and_line(tmp_path):
+    from talr_theory.data.general import _read_source
+
+    path = tmp_path / "text.txt"
+    path.write_bytes(b"fine line\nbad \xff byte\n")
+    with pytest.raises(ValueError, match=r"text.txt: line 2: not valid UTF-8 \(byte 0xff at column 5"):
+        _read_source(str(path))

@@ -9,6 +9,32 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
 
 
+def _epsilon(text: str) -> float:
+    """--epsilon: a finite number > 0 (argparse turns the ValueError into exit status 2)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epsilon must be a number > 0 (nats), got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"epsilon must be > 0 (a tolerance on ΔL(P1) in nats), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "advise", help="recommend a safe learning rate from a short pilot (Theorems 3.1/3.2)",
@@ -17,7 +43,8 @@ def register(subparsers) -> None:
                     "bootstrap band. ΔL(P1) = KL(base || tuned) on base-model samples, nats per sample.")
     p.add_argument("--model", default="smollm2-135m", help="model spec (default: %(default)s)")
     p.add_argument("--data", default="medcalc-synth", help="SFT data spec (default: %(default)s)")
-    p.add_argument("--epsilon", type=float, required=True, help="tolerance on ΔL(P1), nats per sample")
+    p.add_argument("--epsilon", type=_epsilon, default=None,
+                   help="tolerance on ΔL(P1), nats per sample, > 0 (required unless --validate)")
     p.add_argument("--gain", type=float, default=None,
                    help="requested domain gain Δ* in nats per example (default: half the smallest gain the pilots reach)")
     p.add_argument("--format", default="label", choices=("label", "cot"), help="response format (default: %(default)s)")
@@ -29,23 +56,60 @@ def register(subparsers) -> None:
     p.add_argument("--n-eval", type=int, default=8)
     p.add_argument("--n-samples", type=int, default=8, help="base-model samples for the KL")
     p.add_argument("--sample-len", type=int, default=32)
+    p.add_argument("--max-length", type=_positive_int, default=None,
+                   help="token limit per example (default: the model's context length); an example whose "
+                        "prompt fills it is an error, never silently dropped")
+    p.add_argument("--max-extra-pilots", type=int, default=3,
+                   help="extra pilots beyond the pilot range (x3 to x10, towards the fit) when ε is not bracketed "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validate", action="store_true",
+                   help="instead of advising, validate the advisor on held-out runs in the synthetic lab "
+                        "(exact ΔL(P1)) and print a JSON summary: n_cases, n_certified, frac_within_epsilon, "
+                        "median ratio to the true largest safe LR")
+    p.add_argument("--quick", action="store_true", help="with --validate: the smaller case grid (20 cases)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
+def _validate(args) -> int:
+    from talr_theory.tiers import advisor as stage
+
+    cfg = stage.Config.quick(seed=args.seed) if args.quick else stage.Config(seed=args.seed)
+    result = stage.run(cfg, out=None, progress=not args.json)
+    summary = {**result.info["validation"], "scale": "quick" if args.quick else "default",
+               "elapsed_s": result.info["elapsed_s"], "notes": result.info["notes"]}
+    out = human_stream(args.json)
+    for line in result.info["notes"]:
+        print(line, file=out)
+    write_json(summary, args.json or "-")  # --validate always prints its JSON summary
+    return 0
+
+
 def run(args) -> int:
+    import sys
+
     from talr_theory.lab.advisor import advise_model
 
-    advice = advise_model(args.model, args.data, args.epsilon, args.gain, format=args.format, method=args.method,
-                          pilot_lrs=args.pilot_lrs, pilot_steps=args.pilot_steps, batch_size=args.batch_size,
-                          n_train=args.n_train, n_eval=args.n_eval, n_samples=args.n_samples,
-                          sample_len=args.sample_len, seed=args.seed)
+    if args.validate:
+        return _validate(args)
+    if args.epsilon is None:
+        print("talr-theory advise: error: --epsilon is required (a tolerance > 0 on ΔL(P1), nats per sample)",
+              file=sys.stderr)
+        return 2
+    advice = advise_model(args.model, args.data, args.epsilon, args.gain, format=args.format,
+                          method=args.method, pilot_lrs=args.pilot_lrs, pilot_steps=args.pilot_steps,
+                          batch_size=args.batch_size, n_train=args.n_train, n_eval=args.n_eval,
+                          n_samples=args.n_samples, sample_len=args.sample_len, max_length=args.max_length,
+                          max_extra=args.max_extra_pilots, seed=args.seed)
     out = human_stream(args.json)
     lr = advice["recommended_lr"]
-    print(f"advice ({advice['status']}): learning rate {lr:.3g} "
-          f"(band {advice['band'][0]:.3g} .. {advice['band'][1]:.3g}) for ΔL(P1) ≤ {args.epsilon:g} "
-          f"at domain gain {advice['gain']:.3g} nats/example", file=out)
+    if lr is None:
+        print(f"advice ({advice['status']}): no learning rate certified for ΔL(P1) ≤ {args.epsilon:g} at domain "
+              f"gain {advice['gain']:.3g} nats/example: {advice['reason']}", file=out)
+    else:
+        print(f"advice ({advice['status']}): learning rate {lr:.3g} for ΔL(P1) ≤ {args.epsilon:g} "
+              f"at domain gain {advice['gain']:.3g} nats/example (inside the measured pilot range)", file=out)
     print(f"  {advice['explanation']}", file=out)
     if advice.get("theorem_3_2_note"):
         print(f"  {advice['theorem_3_2_note']}", file=out)

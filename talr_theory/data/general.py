@@ -91,6 +91,9 @@ def _read_source(source: str) -> tuple[str, str, bool]:
     if not path.is_file():
         raise FileNotFoundError(f"general text {source!r}: expected 'auto', 'fallback', "
                                 f"{', '.join(SOURCES)} or a path to a UTF-8 text file")
+    from talr_theory.data.sft import check_utf8
+
+    check_utf8(path)  # a bad byte fails naming the file and line, not with a bare codec message
     return path.read_text(encoding="utf-8"), str(path), False
 
 

@@ -164,12 +164,26 @@ def _need_text(value, path: Path, where: str, name: str, allow_empty: bool = Fal
     return value
 
 
+def check_utf8(path: str | Path) -> None:
+    """Raise ValueError naming the file, line and column of the first byte that is not UTF-8."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{path}: line {line}: not valid UTF-8 (byte 0x{data[err.start]:02x} at column {column}: "
+                         f"{err.reason}); save the file as UTF-8") from None
+
+
 def load_jsonl(path: str | Path, prompt_field: str | None = None, response_field: str | None = None) -> list[SFTExample]:
     """One example per non-blank line; ``id`` is used as example id when present."""
     path = Path(path)
     pf, rf = prompt_field or "prompt", response_field or "response"
     if not path.is_file():
         raise FileNotFoundError(f"SFT data file not found: {path}")
+    check_utf8(path)
     examples = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -200,6 +214,7 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """(header, [(first physical line of the row, row dict)]); ragged rows are errors."""
     if not path.is_file():
         raise FileNotFoundError(f"SFT data file not found: {path}")
+    check_utf8(path)
     rows = []
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -298,5 +313,6 @@ def _peek_header(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"SFT data file not found: {p}")
+    check_utf8(p)
     with open(p, encoding="utf-8", newline="") as fh:
         return next(csv.reader(fh), [])

@@ -1,20 +1,28 @@
-"""Safe learning-rate advice: the largest LR expected to keep ΔL(P1) ≤ ε at a requested domain gain.
+"""Safe learning-rate advice: the largest LR certified to keep ΔL(P1) ≤ ε at a requested domain gain.
 
 Method. A short pilot trains at a few learning rates and records trajectories (Δ*, ΔL(P1)). Each
-is read at the requested gain G (no extrapolation in Δ*). Theorem 3.1 bounds the degradation at
-fixed G by an affine function of λ (k1·G + k2·G^β·λ), and Theorem 3.2 states the safe step as a
-power of the tolerance (λ_max ∝ ε^a). Measured curves ΔL(G, λ) are convex in λ — flat for small
-steps, then rising fast — which an affine fit through three points misses badly when it is
-extrapolated (we measured this in the synthetic lab). So the advisor fits the power law
+is read at the requested gain G (no extrapolation in Δ*), which gives measured points
+(λ_k, ΔL_k). The recommendation never leaves the range the pilots measured:
 
-    ΔL(G, λ) ≈ c·λ^p            (log-log least squares over the pilot LRs)
+- *bracketed* (status ``ok``): the largest pilot LR λ_s such that it and every smaller pilot LR
+  measured ΔL ≤ ε, and the next pilot LR λ_u > λ_s, which measured ΔL > ε. The safe LR is where
+  the chord between (λ_s, ΔL_s) and (λ_u, ΔL_u) crosses ε. ΔL(G, λ) is convex in λ in every tier
+  we measured (flat for small steps, then rising fast); the chord of a convex function lies above
+  it, so the chord's crossing is at or below the true one — conservative by construction, and
+  always inside [λ_s, λ_u].
+- every pilot safe: the safe LR lies above the largest pilot. With a pilot runner
+  (:func:`advise_with_pilots`) another pilot runs higher up (×``factor``, at most ``max_extra``
+  times); if the largest pilot is still safe, the status is ``cannot-certify`` (the reason says
+  the safe LR is above the largest pilot, which is reported as ``largest_measured_safe_lr``).
+- every pilot unsafe: likewise downwards; then ``cannot-certify`` (the safe LR is below the
+  smallest pilot).
+- fewer than two pilots reach the gain: ``cannot-certify``.
 
-and solves c·λ^p = ε: λ_rec = (ε/c)^(1/p), i.e. λ_max ∝ ε^(1/p) — Theorem 3.2's form at this gain.
-The band is the 10-90 % range of λ_rec over a bootstrap of the pilot LRs (resamples with a single
-distinct LR are skipped). A pilot cannot vouch for step sizes beyond its largest LR: a larger
-answer is capped there (status "capped", the uncapped value is reported). A smaller answer than the
-smallest pilot LR is flagged "extrapolated (below the pilot)". If the pilot's degradation does not
-grow with the LR (p ≤ 0), the status is "unbounded" and the largest pilot LR is returned.
+``recommended_lr`` is null unless the status is ``ok``. Next to it, the power law ΔL ≈ c·λ^p
+(log-log least squares over the pilots, Theorem 3.2's λ_max ∝ ε^(1/p) at this gain) is fitted and
+its solution reported as ``fit_lr`` with a 10-90 % bootstrap band over pilot LRs — for information;
+it never sets the recommendation, because an extrapolated fit is exactly what made earlier
+versions recommend unsafe LRs.
 
 Theorem 3.2 also enters through s: the advisor reports the measured s of the domain data (TOKENS
 scanner) next to the answer; the proportionality constant of λ_max ∝ ε/√s is unknown, so the
@@ -24,11 +32,14 @@ recommendation itself always comes from the pilot.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from talr_theory.theory.envelope import interpolate_at_common_delta
+
+STATUSES = ("ok", "cannot-certify")
 
 
 def _fit_power(lam: np.ndarray, dl: np.ndarray) -> tuple[float, float]:
@@ -43,64 +54,163 @@ def _solve(logc: float, p: float, eps: float) -> float:
     return math.exp((math.log(eps) - logc) / p)
 
 
-def advise_from_trajectories(traj: pd.DataFrame, epsilon: float, gain: float | None = None,
-                             n_boot: int = 1000, seed: int = 0) -> dict:
-    """The advice from pilot trajectories (columns lr, step, delta_star, delta_L)."""
-    if epsilon <= 0:
+def check_epsilon(epsilon) -> float:
+    """ε as a float; a clear error unless it is a finite number > 0."""
+    try:
+        eps = float(epsilon)
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilon must be a number > 0 (a tolerance on ΔL(P1) in nats), got {epsilon!r}") from None
+    if not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"epsilon must be > 0 (a tolerance on ΔL(P1) in nats), got {epsilon}")
-    for col in ("lr", "step", "delta_star", "delta_L"):
-        if col not in traj.columns:
-            raise KeyError(f"pilot trajectories lack column '{col}'")
+    return eps
+
+
+def points_at_gain(traj: pd.DataFrame, gain: float) -> pd.DataFrame:
+    """ΔL(P1) of each pilot LR at the moment it first reaches ``gain`` (LRs that never do are left out)."""
     trajs = []
     for lr, g in traj.groupby("lr"):
         g = g.sort_values("step")
         trajs.append((float(lr), g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float)))
-    reach = {lr: float(ds.max()) for lr, ds, _ in trajs}
+    at = interpolate_at_common_delta(trajs, [gain]).astype({"lam": float, "delta_L": float})
+    at = at[np.isfinite(at["delta_L"])]
+    return at[["lam", "delta_L"]].sort_values("lam").reset_index(drop=True)
+
+
+def bracket(lams: np.ndarray, dls: np.ndarray, epsilon: float) -> tuple[str, float | None, float | None]:
+    """Where ε falls among measured points sorted by LR: ('ok', λ_s, λ_u), ('above', λ_top, None) or ('below', None, λ_bottom).
+
+    λ_s is the largest LR such that it and every smaller one measured ΔL ≤ ε (a non-monotone
+    pilot never lets a safe point above an unsafe one count).
+    """
+    safe = dls <= epsilon
+    if not safe[0]:
+        return "below", None, float(lams[0])
+    k = int(np.argmin(safe)) if not safe.all() else len(safe)
+    if k == len(safe):
+        return "above", float(lams[-1]), None
+    return "ok", float(lams[k - 1]), float(lams[k])
+
+
+def chord_crossing(l_s: float, d_s: float, l_u: float, d_u: float, epsilon: float) -> float:
+    """λ where the chord from (λ_s, ΔL_s ≤ ε) to (λ_u, ΔL_u > ε) reaches ε; always in [λ_s, λ_u)."""
+    f = (epsilon - d_s) / (d_u - d_s)
+    return float(l_s + min(max(f, 0.0), 1.0) * (l_u - l_s))
+
+
+def advise_from_trajectories(traj: pd.DataFrame, epsilon: float, gain: float | None = None,
+                             n_boot: int = 1000, seed: int = 0) -> dict:
+    """The advice from pilot trajectories (columns lr, step, delta_star, delta_L); see the module docstring."""
+    epsilon = check_epsilon(epsilon)
+    for col in ("lr", "step", "delta_star", "delta_L"):
+        if col not in traj.columns:
+            raise KeyError(f"pilot trajectories lack column '{col}'")
+    reach = {float(lr): float(g["delta_star"].max()) for lr, g in traj.groupby("lr")}
     if gain is None:
         gain = 0.5 * min(reach.values())
-    if gain <= 0:
+    if not gain > 0:
         raise ValueError("the pilot runs did not improve the domain (Δ* ≤ 0): raise the pilot LRs or steps")
-    at = interpolate_at_common_delta(trajs, [gain])
-    at = at[at["delta_L"] > 0]
-    reached = sorted(at["lam"].unique())
-    if len(reached) < 2:
-        raise ValueError(f"only {len(reached)} pilot LR(s) reached the requested gain {gain:.3g} nats with a "
-                         f"positive ΔL(P1) (max gains per LR: {reach}); lower --gain or run longer pilots")
-    lam = at["lam"].to_numpy(float)
-    dl = at["delta_L"].to_numpy(float)
-    logc, p = _fit_power(lam, dl)
-    raw = _solve(logc, p, epsilon)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(lam), size=len(lam))
-        if np.unique(lam[idx]).size < 2:
-            continue
-        boots.append(min(_solve(*_fit_power(lam[idx], dl[idx]), epsilon), max(reached)))
-    lo, hi = (float(x) for x in np.quantile(boots, [0.1, 0.9])) if boots else (raw, raw)
-    top, bottom = max(reached), min(reached)
-    fit_text = (f"ΔL(P1) at gain {gain:.3g} ≈ {math.exp(logc):.3g}·λ^{p:.2f} (pilot LRs "
-                f"{', '.join(f'{x:g}' for x in reached)})")
-    if math.isinf(raw):
-        rec, status = top, "unbounded"
-        explanation = f"{fit_text}: ΔL(P1) does not grow with the LR here; the largest pilot LR is returned"
-    elif raw > top:
-        rec, status = top, "capped"
-        explanation = (f"{fit_text}: solving for ε = {epsilon:g} gives λ = {raw:.3g}, beyond the largest pilot LR; "
-                       f"capped at {top:g} (run a pilot at larger LRs to go further)")
-    else:
-        rec = raw
-        status = "ok" if raw >= bottom else "extrapolated (below the pilot)"
-        explanation = f"{fit_text}: solving for ε = {epsilon:g} gives λ = {raw:.3g}"
-    return {"recommended_lr": rec, "uncapped_lr": raw, "band": [lo, hi],
-            "band_level": "10-90% bootstrap over pilot LRs (capped at the largest pilot LR)",
-            "epsilon": epsilon, "gain": gain, "log_c": logc, "power_p": p, "status": status,
-            "explanation": explanation, "pilot_lrs": sorted(reach), "pilot_max_gain": reach,
-            "pilot_points": at[["lam", "delta_L"]].to_dict("records")}
+    at = points_at_gain(traj, gain)
+    lams, dls = at["lam"].to_numpy(float), at["delta_L"].to_numpy(float)
+    base = {"recommended_lr": None, "epsilon": epsilon, "gain": gain, "pilot_lrs": sorted(reach),
+            "pilot_max_gain": reach, "pilot_points": at.to_dict("records"), "largest_measured_safe_lr": None,
+            "fit_lr": None, "band": [None, None], "log_c": None, "power_p": None,
+            "band_level": "10-90% bootstrap of the power-law solution over pilot LRs (information only)"}
+    if len(lams) < 2:
+        return {**base, "status": "cannot-certify", "needs": None,
+                "reason": (f"only {len(lams)} pilot LR(s) reached the requested gain {gain:.3g} (max gains per LR: "
+                           f"{reach}); lower --gain or run longer pilots"),
+                "explanation": "too few pilots reached the gain to bracket the safe LR"}
+    pos = dls > 0
+    if pos.sum() >= 2:
+        logc, p = _fit_power(lams[pos], dls[pos])
+        base.update(log_c=logc, power_p=p, fit_lr=_solve(logc, p, epsilon))
+        rng = np.random.default_rng(seed)
+        lp, dp = lams[pos], dls[pos]
+        boots = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(lp), size=len(lp))
+            if np.unique(lp[idx]).size >= 2:
+                boots.append(_solve(*_fit_power(lp[idx], dp[idx]), epsilon))
+        boots = [b for b in boots if math.isfinite(b)]  # a flat resample has no finite solution
+        if boots:
+            base["band"] = [float(x) for x in np.quantile(boots, [0.1, 0.9])]
+    kind, l_s, l_u = bracket(lams, dls, epsilon)
+    measured = ", ".join(f"{lam:g}: {d:.3g}" for lam, d in zip(lams, dls))
+    text = f"ΔL(P1) at gain {gain:.3g} per pilot LR ({measured})"
+    if kind == "ok":
+        d_s, d_u = float(dls[lams == l_s][0]), float(dls[lams == l_u][0])
+        rec = chord_crossing(l_s, d_s, l_u, d_u, epsilon)
+        return {**base, "status": "ok", "needs": None, "recommended_lr": rec, "largest_measured_safe_lr": l_s,
+                "bracket": [l_s, l_u], "reason": None,
+                "explanation": (f"{text}: ε = {epsilon:g} is crossed between pilot LRs {l_s:g} (safe) and {l_u:g} "
+                                f"(unsafe); the chord between them reaches ε at {rec:.3g} (conservative for a "
+                                f"ΔL convex in the LR)")}
+    if kind == "above":
+        return {**base, "status": "cannot-certify", "needs": "higher", "largest_measured_safe_lr": l_s,
+                "reason": (f"every pilot LR up to {l_s:g} kept ΔL(P1) ≤ ε = {epsilon:g}: the safe LR lies above the "
+                           f"largest pilot; run pilots at larger LRs"),
+                "explanation": text}
+    return {**base, "status": "cannot-certify", "needs": "lower",
+            "reason": (f"every pilot LR from {l_u:g} up exceeded ε = {epsilon:g}: the safe LR lies below the "
+                       f"smallest pilot; run pilots at smaller LRs"),
+            "explanation": text}
+
+
+def advise_with_pilots(run_pilot: Callable[[float], pd.DataFrame], pilot_lrs: Sequence[float], epsilon: float,
+                       gain: float | None = None, factor: float = 3.0, max_extra: int = 2,
+                       cache: dict | None = None, n_boot: int = 1000, seed: int = 0, max_jump: float = 10.0) -> dict:
+    """Advice that extends the pilot when ε is not bracketed: at most ``max_extra`` more pilots.
+
+    Each extra pilot lies beyond the current range by ×``factor``, or by as much as the power-law
+    fit's answer suggests when that lies further, never more than ×``max_jump`` (the fit only
+    places the pilot; the recommendation still comes from measured points).
+
+    ``run_pilot(lr)`` returns one trajectory (columns step, delta_star, delta_L). ``cache`` (LR →
+    trajectory) lets several tolerances share pilot runs. The gain is fixed by the initial pilots
+    (half the smallest gain they reach unless given), so extra pilots answer the same question.
+    """
+    epsilon = check_epsilon(epsilon)
+    if len(pilot_lrs) < 2:
+        raise ValueError("the advisor needs at least two pilot learning rates")
+    if factor <= 1 or max_jump < factor or max_extra < 0:
+        raise ValueError(f"advise_with_pilots: need 1 < factor <= max_jump and max_extra >= 0, got {factor}, "
+                         f"{max_jump}, {max_extra}")
+    cache = {} if cache is None else cache
+
+    def frame(lrs) -> pd.DataFrame:
+        for lr in lrs:
+            if lr not in cache:
+                cache[lr] = run_pilot(lr).assign(lr=lr)
+        return pd.concat([cache[lr] for lr in lrs], ignore_index=True)
+
+    lrs = sorted(float(x) for x in pilot_lrs)
+    if gain is None:
+        gain = 0.5 * float(frame(lrs).groupby("lr")["delta_star"].max().min())
+    extra: list[float] = []
+    while True:
+        adv = advise_from_trajectories(frame(lrs), epsilon, gain, n_boot=n_boot, seed=seed)
+        if adv["needs"] is None or len(extra) >= max_extra:
+            break
+        # Jump at least ×factor, towards the power-law fit's answer when it lies further, at most ×max_jump.
+        fit = adv["fit_lr"] if adv["fit_lr"] is not None and math.isfinite(adv["fit_lr"]) else None
+        if adv["needs"] == "higher":
+            jump = min(max(factor, (fit / max(lrs)) if fit else factor), max_jump)
+            new = max(lrs) * jump
+        else:
+            jump = min(max(factor, (min(lrs) / fit) if fit else factor), max_jump)
+            new = min(lrs) / jump
+        extra.append(new)
+        lrs = sorted([*lrs, new])
+    adv["extra_pilot_lrs"] = extra
+    if adv["status"] != "ok" and extra:
+        adv["reason"] += f" (after {len(extra)} extra pilot(s) at {', '.join(f'{x:g}' for x in extra)})"
+    return adv
 
 
 def predict(advice: dict, lr: float) -> float:
-    """The fitted ΔL(P1) at the advice's gain for learning rate ``lr``."""
+    """The fitted power law's ΔL(P1) at the advice's gain for learning rate ``lr`` (NaN without a fit)."""
+    if advice.get("log_c") is None:
+        return float("nan")
     return math.exp(advice["log_c"]) * lr ** advice["power_p"]
 
 
@@ -151,6 +261,11 @@ def validate_in_synthetic(quick: bool = True, seed: int = 0, progress: bool = Tr
         for eps in eps_values:
             adv = advise_from_trajectories(pilot, eps, gain, seed=seed)
             lr = adv["recommended_lr"]
+            if lr is None:  # not certified: nothing to check at a held-out run
+                rows.append({"kind": "recommended", "epsilon": eps, "gain": gain, "lr": float("nan"),
+                             "status": adv["status"], "predicted_delta_L": float("nan"),
+                             "observed_delta_L": float("nan")})
+                continue
             obs = observed_at_gain(run(lr), gain)
             rows.append({"kind": "recommended", "epsilon": eps, "gain": gain, "lr": lr,
                          "band_lo": adv["band"][0], "band_hi": adv["band"][1], "status": adv["status"],
@@ -170,10 +285,40 @@ def validate_in_synthetic(quick: bool = True, seed: int = 0, progress: bool = Tr
     return table
 
 
+def context_length(loaded, fallback: int = 2048) -> int:
+    """The model's context window (``max_position_embeddings`` or ``n_positions``), else ``fallback``."""
+    cfg = getattr(loaded.model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return fallback
+
+
+def encode_for_advice(examples, tokenizer, max_length: int, split: str, data: str):
+    """Encode SFT examples; a clear error naming counts, lengths and the flag when any is dropped for length."""
+    from talr_theory.data.encode import encode_examples, encode_pair
+
+    if not examples:
+        raise ValueError(f"data {data!r}: the {split} split is empty")
+    enc = encode_examples(examples, tokenizer, max_length=max_length)
+    if enc.dropped_ids:
+        dropped = set(enc.dropped_ids)
+        lengths = sorted(len(encode_pair(e.prompt, e.response, tokenizer)[0]) for e in examples
+                         if e.example_id in dropped)
+        raise ValueError(
+            f"data {data!r}: {len(dropped)} of {len(examples)} {split} examples were dropped because their prompt "
+            f"alone is at least --max-length {max_length} tokens (prompt lengths {lengths[0]}..{lengths[-1]}, "
+            f"so no response token is left to train on); rerun with --max-length {lengths[-1] + 64} or more "
+            f"(up to the model's context)")
+    return enc
+
+
 def advise_model(model: str, data: str, epsilon: float, gain: float | None = None, format: str = "label",
                  method: str = "sft", pilot_lrs=(1e-5, 3e-5, 1e-4), pilot_steps: int = 4, batch_size: int = 4,
                  n_train: int = 16, n_eval: int = 8, n_samples: int = 8, sample_len: int = 32,
-                 max_length: int = 256, seed: int = 0, progress: bool = True, loaded=None) -> dict:
+                 max_length: int | None = None, max_extra: int = 2, extra_factor: float = 3.0, seed: int = 0,
+                 progress: bool = True, loaded=None) -> dict:
     """Full advice on a real model: measured s, pilot trajectories (training core, AdamW), fitted LR.
 
     ΔL(P1) is KL(q0 || qθ) on base-model samples (nats per sample); the gain is in nats per held-out
@@ -183,7 +328,6 @@ def advise_model(model: str, data: str, epsilon: float, gain: float | None = Non
 
     from tqdm.auto import tqdm
 
-    from talr_theory.data.encode import encode_examples
     from talr_theory.data.sft import load_sft
     from talr_theory.lab.probes import SampleKL
     from talr_theory.models import load_model, pad_token_id
@@ -192,36 +336,46 @@ def advise_model(model: str, data: str, epsilon: float, gain: float | None = Non
     from talr_theory.training.core import TrainConfig, train
     from talr_theory.training.evaluation import CheckpointEvaluator
 
+    epsilon = check_epsilon(epsilon)
     if len(pilot_lrs) < 2:
         raise ValueError("the advisor needs at least two pilot learning rates")
     loaded = loaded or load_model(model)
+    context = context_length(loaded)
+    max_length = context if max_length is None else int(max_length)
+    if not 0 < max_length <= context:
+        raise ValueError(f"--max-length must be in [1, {context}] (the model's context), got {max_length}")
     pad = pad_token_id(loaded.tokenizer)
-    train_enc = encode_examples(load_sft(data, format=format, split="train", limit=n_train, seed=seed),
-                                loaded.tokenizer, max_length=max_length)
-    eval_enc = encode_examples(load_sft(data, format=format, split="eval", limit=n_eval, seed=seed),
-                               loaded.tokenizer, max_length=max_length)
-    if not train_enc.examples or not eval_enc.examples:
-        raise ValueError(f"data {data!r}: no train or no eval examples after encoding")
+    train_enc = encode_for_advice(load_sft(data, format=format, split="train", limit=n_train, seed=seed),
+                                  loaded.tokenizer, max_length, "train", data)
+    eval_enc = encode_for_advice(load_sft(data, format=format, split="eval", limit=n_eval, seed=seed),
+                                 loaded.tokenizer, max_length, "eval", data)
     table = scan_tokens(loaded, train_enc.examples, progress=progress)
     s_stats = {f"{k:g}": v for k, v in s_statistics(table, n_boot=300, seed=seed).items()}
     kl = SampleKL(loaded, n_samples, sample_len, seed=seed + 1)
     ce = CheckpointEvaluator(eval_enc.examples, pad_id=pad, batch_size=8)
     ce.set_baseline(loaded.model)
-    rows = []
-    for lr in tqdm(pilot_lrs, desc="advisor pilot", disable=not progress):
+    bar = tqdm(desc="advisor pilot", disable=not progress, total=len(pilot_lrs))
+
+    def run_pilot(lr: float) -> pd.DataFrame:
         work = copy.deepcopy(loaded.model)
         cfg = TrainConfig(method=method, lr=float(lr), optimizer="adamw", steps=pilot_steps,
                           batch_size=batch_size, eval_every=1, seed=seed)
         res = train(work, train_enc.examples, cfg, pad_id=pad, progress=False,
                     evaluator=lambda m, step: {"delta_star": ce(m, step)["delta_star"], "delta_L": kl(m)})
-        rows += [{"lr": float(lr), "step": r["step"], "delta_star": r.get("delta_star"), "delta_L": r.get("delta_L"),
-                  "status": r.get("status")} for r in res.history]
-        del work
-    pilot = pd.DataFrame(rows)
-    pilot = pilot[pilot["status"].eq("ok")].dropna(subset=["delta_star", "delta_L"])
-    advice = advise_from_trajectories(pilot, epsilon, gain, seed=seed)
+        bar.update()
+        frame = pd.DataFrame([{"step": r["step"], "delta_star": r.get("delta_star"), "delta_L": r.get("delta_L"),
+                               "status": r.get("status")} for r in res.history])
+        return frame[frame["status"].eq("ok")].dropna(subset=["delta_star", "delta_L"])
+
+    cache: dict[float, pd.DataFrame] = {}
+    advice = advise_with_pilots(run_pilot, pilot_lrs, epsilon, gain=gain, factor=extra_factor,
+                                max_extra=max_extra, cache=cache, seed=seed)
+    bar.close()
+    pilot = pd.concat([cache[lr] for lr in sorted(cache)], ignore_index=True)
     s02 = s_stats.get("0.2", {}).get("mean")
     advice.update({"model": loaded.spec, "data": data, "format": format, "method": method, "s": s_stats,
+                   "max_length": max_length, "context_length": context,
+                   "n_truncated": {"train": train_enc.n_truncated, "eval": eval_enc.n_truncated},
                    "units": {"delta_L": "KL(q0||qθ) nats per base-model sample",
                              "gain": "nats per held-out domain example"},
                    "theorem_3_2_note": (f"measured s(0.2) = {s02:.2f} hard tokens per example; by the paper's "

@@ -1,0 +1,93 @@
+"""The TALR-vs-SFT map: a heatmap of equal-gain degradation ratios, marked by verdict."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+MARK = {"agrees": "wins", "disagrees": "loses", "uninformative": "?"}
+
+
+def _row_label(r) -> str:
+    if r["method"] == "talr":
+        return f"TALR w_min={r['w_min']:g} τ={r['tau_rule']}"
+    return r["method"].upper()
+
+
+def ratio_heatmap(cells: pd.DataFrame, title: str = ""):
+    """log2 ratio (method / SFT) per cell: rows = method settings × easy_p, columns = leakage × hard targets.
+
+    Blue cells are below one (less degradation than SFT); each cell is annotated with the ratio and
+    the verdict of its CI (wins / loses / ?).
+    """
+    c = cells.copy()
+    c["row"] = [f"{_row_label(r)} | easy_p={r['easy_p']:g}" for r in c.to_dict("records")]
+    c["col"] = [f"common={r['common']:g}\nhard={r['hard']}" for r in c.to_dict("records")]
+    val = c.pivot_table(index="row", columns="col", values="ratio", aggfunc="first")
+    lab = c.assign(text=[f"{r['ratio']:.2g}\n{MARK.get(r['verdict'], '')}" for r in c.to_dict("records")])
+    text = lab.pivot_table(index="row", columns="col", values="text", aggfunc="first").reindex_like(val)
+    logv = np.log2(val.astype(float))
+    lim = float(np.nanmax(np.abs(logv.to_numpy()))) if np.isfinite(logv.to_numpy()).any() else 1.0
+    fig, ax = plt.subplots(figsize=(2.0 + 1.6 * val.shape[1], 1.0 + 0.42 * val.shape[0]))
+    sns.heatmap(logv, cmap="RdBu_r", center=0.0, vmin=-lim, vmax=lim, annot=text.fillna("").to_numpy(), fmt="",
+                annot_kws={"fontsize": 7}, cbar_kws={"label": "log2 ratio (<0: less degradation than SFT)"}, ax=ax)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    return fig
+
+
+def advisor_cases(cases: pd.DataFrame, title: str = "Safe-LR advisor on held-out runs (synthetic lab)"):
+    """Left: observed ΔL(P1) at the recommended LR vs ε (certified cases; y = x dashed).
+    Right: recommended / true largest safe LR per case (below one: conservative)."""
+    cert = cases[cases["status"] == "ok"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    sns.scatterplot(data=cert, x="epsilon", y="observed_delta_L", hue="scenario", style="scenario", s=60, ax=axes[0])
+    vals = cert[["epsilon", "observed_delta_L"]].to_numpy(float)
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size:
+        lim = [vals.min() * 0.8, vals.max() * 1.2]
+        axes[0].plot(lim, lim, "--", color="grey")
+        axes[0].set_xscale("log")
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("requested ε (nats)")
+    axes[0].set_ylabel("observed ΔL(P1) at the recommended LR")
+    ratio = cert[np.isfinite(cert["ratio_to_true"].astype(float))]
+    sns.stripplot(data=ratio, x="scenario", y="ratio_to_true", ax=axes[1])
+    axes[1].axhline(1.0, color="grey", ls="--")
+    axes[1].set_ylabel("recommended / true largest safe LR")
+    n_cert, n = len(cert), len(cases)
+    fig.suptitle(f"{title}: {n_cert} of {n} cases certified", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def synthetic_ratios(cells: pd.DataFrame, title: str = "Synthetic lab: extra ΔL(P1) over SFT at equal domain gain"):
+    """ΔL(P1)_method − ΔL(P1)_SFT at common gains (mean over seeds, bootstrap interval over seeds), one
+    panel per domain variant. The ratio is often undefined here (SFT's ΔL ≤ 0 or no common gain), so
+    the difference is drawn; settings with no common gain are marked "not compared"."""
+    c = cells.copy()
+    c["setting"] = [r["method"].upper() + (f" w_min={r['w_min']:g}" if r["method"] == "talr" else "")
+                    for r in c.to_dict("records")]
+    variants = sorted(c["easy"].unique())
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 3.4), squeeze=False, sharey=True)
+    colors = dict(zip(sorted(c["setting"].unique()), sns.color_palette("deep")))
+    for ax, easy in zip(axes[0], variants):
+        sub = c[c["easy"] == easy].reset_index(drop=True)
+        for i, r in sub.iterrows():
+            if np.isfinite(r["diff_mean"]):
+                ax.plot([i], [r["diff_mean"]], "o", color=colors[r["setting"]])
+                if np.isfinite(r["diff_ci_lo"]):
+                    ax.vlines(i, r["diff_ci_lo"], r["diff_ci_hi"], color=colors[r["setting"]])
+            else:
+                ax.annotate("not compared", (i, 0), ha="center", va="bottom", fontsize=8, color="grey")
+        ax.axhline(0.0, color="grey", ls="--")
+        ax.set_xticks(range(len(sub)), sub["setting"], rotation=15)
+        ax.set_xlim(-0.6, len(sub) - 0.4)
+        ax.set_ylabel("ΔL(P1) minus SFT's (nats/sequence)")
+        ax.set_title("easy targets: " + ("P1 transitions" if easy == "source" else "domain tokens"), fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
