@@ -20,8 +20,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from talr_theory.paths import figures_dir
-
 QUANTITY_LABELS = {
     "exact": "exact ΔL(P1)",
     "jensen_lower": "Jensen lower bound",
@@ -32,12 +30,10 @@ QUANTITY_LABELS = {
 
 
 def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
-    """Save ``fig`` as ``<figures>/<name>.png`` (150 dpi) and return the path."""
-    root = Path(directory) if directory is not None else figures_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{name}.png"
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
+    """Save ``fig`` as ``<figures>/<name>.png`` through the one helper ``plotting.save_figure``."""
+    from talr_theory.plotting import save_figure as save
+
+    return save(fig, name, directory)
 
 
 def plot_bounds_along_lambda(curves: pd.DataFrame):

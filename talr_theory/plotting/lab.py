@@ -16,14 +16,10 @@ import seaborn as sns
 
 
 def save(fig, name: str, folder: str | Path | None = None) -> Path:
-    from talr_theory.paths import figures_dir
+    """Write ``fig`` through the one helper ``plotting.save_figure``."""
+    from talr_theory.plotting import save_figure
 
-    root = Path(folder) if folder is not None else figures_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{name}.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, name, folder)
 
 
 def envelope(points: pd.DataFrame, blocks: dict, title: str = ""):

@@ -26,7 +26,7 @@ class TokenLoss:
     ``last_info`` keeps the info dict of the latest call (tokens, Σ NLL, mean TALR weight, τ) for logging.
     """
 
-    def __init__(self, method: str = "talr", tau: str | float = "median", w_min: float = 0.01):
+    def __init__(self, method: str = "talr", tau: str | float = "median", w_min: float = obj.TALR_W_MIN):
         names = {"sft": "ce", "ce": "ce", "talr": "talr", "dft": "dft"}
         if method not in names:
             raise ValueError(f"TokenLoss: method {method!r} not supported here; expected sft, talr or dft "
