@@ -218,12 +218,12 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     ss = summarize_single_step(single, cfg.single_step_eps)
 
     traj_units = [{"instance": s} for s in cfg.instance_seeds(cfg.n_traj_instances)]
-    traj = _collect(results_table(out, NAME + "_trajectories", cfg, ["instance"]), traj_units,
+    traj = _collect(results_table(out, NAME + "_trajectories", cfg, ["instance", "method", "lam", "p1", "step"]), traj_units,
                     lambda instance: _trajectory_rows(cfg, instance, "sft", cfg.traj_lams, cfg.compare_max_steps),
                     progress, "exact: SFT trajectories")
     comp_units = [{"instance": s, "method": m} for s in cfg.instance_seeds(cfg.n_compare_instances)
                   for m in cfg.compare_methods]
-    comp = _collect(results_table(out, NAME + "_compare", cfg, ["instance", "method"]), comp_units,
+    comp = _collect(results_table(out, NAME + "_compare", cfg, ["instance", "method", "lam", "p1", "step"]), comp_units,
                     lambda instance, method: [r for r in _trajectory_rows(cfg, instance, method, cfg.compare_lams,
                                                                           cfg.compare_max_steps)],
                     progress, "exact: methods at equal gain")
@@ -232,7 +232,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     lam_units += [{"instance": s, "p1": "exact", "geometry": "independent"}
                   for s in cfg.instance_seeds(cfg.n_lambda_instances)]
     lam_units += [{"instance": cfg.instance_seeds(1)[0], "p1": "exact", "geometry": "tabular"}]
-    lam = _collect(results_table(out, NAME + "_lambda_max", cfg, ["instance", "p1", "geometry"]), lam_units,
+    lam = _collect(results_table(out, NAME + "_lambda_max", cfg, ["instance", "p1", "geometry", "method", "s", "epsilon"]), lam_units,
                    lambda instance, p1, geometry: _lambda_max_rows(cfg, instance, p1, geometry),
                    progress, "exact: λ_max")
 

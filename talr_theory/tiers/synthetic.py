@@ -161,7 +161,7 @@ def _run(cfg: Config, out, progress: bool) -> TierResult:
 
     units = [{"s": s, "group": g, "method": m, "optimizer": o} for s in cfg.s_values for g in range(cfg.n_groups)
              for m, opts in (("sft", cfg.optimizers_sft), ("talr", cfg.optimizers_talr)) for o in opts]
-    lam = _collect(results_table(out, NAME + "_lambda_max", cfg, ["s", "group", "method", "optimizer"]), units,
+    lam = _collect(results_table(out, NAME + "_lambda_max", cfg, ["s", "group", "method", "optimizer", "epsilon"]), units,
                    one_step, progress, "synthetic: λ_max")
     lam["group_id"] = lam["s"].astype(str) + "/" + lam["group"].astype(str)
 
@@ -184,17 +184,34 @@ def _run(cfg: Config, out, progress: bool) -> TierResult:
 
     tunits = [{"s": s, "method": m, "lr": lr * (cfg.talr_lr_scale if m == "talr" else 1.0)}
               for s in cfg.traj_s_values for m in ("sft", "talr") for lr in cfg.traj_lrs]
-    traj = _collect(results_table(out, NAME + "_trajectories", cfg, ["s", "method", "lr"]), tunits, trajectory,
+    traj = _collect(results_table(out, NAME + "_trajectories", cfg, ["s", "method", "lr", "step"]), tunits, trajectory,
                     progress, "synthetic: trajectories")
     return _analyse(cfg, lam, traj, pre_info, source)
 
 
-def _gain_grid(traj: pd.DataFrame, n: int) -> np.ndarray:
-    """Common Δ* grid up to the largest gain every trajectory reaches."""
-    reach = float(traj.groupby(["s", "method", "lr"])["delta_star"].max().min())
-    if not reach > 0:
-        return np.array([])
-    return np.linspace(reach / n, reach, n)
+def _at_gain(traj: pd.DataFrame, n: int) -> tuple[pd.DataFrame, list[str]]:
+    """ΔL(P1) at common gains, per s: a grid up to the largest Δ* every gaining run of that s reaches.
+
+    A run whose Δ* never rises above 0 cannot be read at any gain; it is listed (second return).
+    """
+    frames, never = [], []
+    for s, sub in traj.groupby("s", sort=True):
+        reach = sub.groupby(["method", "lr"])["delta_star"].max()
+        never += [f"s={s} {m.upper()}@{lr:g}" for (m, lr), v in reach.items() if not v > 0]
+        if not (reach > 0).any():
+            continue
+        top = float(reach[reach > 0].min())
+        # cost_at_gain never brackets from the origin, so the grid starts at the largest gain any run
+        # already has at its first checkpoint after step 0: below it some run has no measurement.
+        gaining = sub.set_index(["method", "lr"]).index.isin(reach[reach > 0].index)
+        first = sub[gaining & (sub["step"] >= 1)].sort_values("step").groupby(["method", "lr"])["delta_star"].first()
+        lo = max(float(first.max()), 0.0)
+        if not lo < top:
+            never.append(f"s={s}: no common measurable gain range")
+            continue
+        frames.append(cost_at_gain(sub, np.linspace(lo, top, n), by=["s", "method", "lr"]))
+    cols = ["s", "method", "lr", "delta_star", "delta_L", "measured"]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)), never
 
 
 def _analyse(cfg: Config, lam: pd.DataFrame, traj: pd.DataFrame, pre_info: dict, source) -> TierResult:
@@ -220,9 +237,7 @@ def _analyse(cfg: Config, lam: pd.DataFrame, traj: pd.DataFrame, pre_info: dict,
     verdicts.append(code_check("tilt_identity_transformer", NAME, "max |exact ΔL − tilt form| (nats/sequence)", tilt_err,
                                note="An identity: holds for any model; checks our implementation."))
 
-    grid = _gain_grid(traj, cfg.n_gain_grid)
-    at = cost_at_gain(traj, grid, by=["s", "method", "lr"], step="step") if len(grid) else pd.DataFrame(
-        columns=["s", "method", "lr", "delta_star", "delta_L", "measured"])
+    at, never = _at_gain(traj, cfg.n_gain_grid)
     slopes_all, pairs_all = [], []
     unit_note = (f"Bootstrap units = the s values {list(cfg.traj_s_values)}, each with its own domain rule and batch. "
                  + cond)
@@ -258,8 +273,9 @@ def _analyse(cfg: Config, lam: pd.DataFrame, traj: pd.DataFrame, pre_info: dict,
         + ".",
         f"Tilt bounds on real transformer steps: {n_viol} violations in {2 * len(bounds)} checks; median relative "
         f"gap of the Hoeffding bound {bounds['bound_relative_gap'].median() if len(bounds) else float('nan'):.2g}.",
-        f"Trajectories read at {len(grid)} common gains up to Δ* = {grid.max() if len(grid) else float('nan'):.3g} "
-        "nats/example; unmeasured (LR, Δ*) cells: " + str(int((~at['measured'].astype(bool)).sum()) if len(at) else 0) + ".",
+        f"Trajectories read at {cfg.n_gain_grid} common gains per s (Δ* in nats/example); unmeasured (run, Δ*) "
+        f"cells: {int((~at['measured'].astype(bool)).sum()) if len(at) else 0}; runs that never gained on the "
+        f"held-out domain set: {', '.join(never) or 'none'}.",
     ]
     frames = {"lambda_max": lam, "trajectories": traj, "at_gain": at, "fixed_gain_slopes":
               pd.concat(slopes_all, ignore_index=True), "lr_pairs": pd.concat(pairs_all, ignore_index=True),
