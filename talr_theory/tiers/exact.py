@@ -101,7 +101,11 @@ class Config:
 
 
 def _trajectory_rows(cfg: Config, seed: int, method: str, lams, max_steps: int) -> list[dict]:
-    """One row per (λ, step, P1 variant) of the trajectories of one scenario instance."""
+    """One row per (λ, P1 variant) of one scenario instance, the whole trajectory as lists.
+
+    A trajectory has up to thousands of steps; one stored row per step would mean one file per step
+    in the results table, so a trajectory is stored whole and expanded by :func:`_expand`.
+    """
     sc = make_scenario(seed, cfg.scenario)
     rows = []
     for lam in lams:
@@ -109,11 +113,19 @@ def _trajectory_rows(cfg: Config, seed: int, method: str, lams, max_steps: int) 
                            w_min=cfg.talr_w_min, max_steps=max_steps)
         easy_share = t.easy_mass / max(t.easy_mass + t.hard_mass, 1e-300)
         for p1, dl in t.delta_L_by_p1.items():
-            for step, (ds, d) in enumerate(zip(t.delta_star, dl)):
-                rows.append({"method": method, "lam": float(lam), "p1": p1, "step": step, "delta_star": float(ds),
-                             "delta_L": float(d), "reached": bool(t.reached), "steps": int(t.steps),
-                             "easy_share": float(easy_share)})
+            rows.append({"method": method, "lam": float(lam), "p1": p1, "delta_star": [float(x) for x in t.delta_star],
+                         "delta_L": [float(x) for x in dl], "reached": bool(t.reached), "steps": int(t.steps),
+                         "easy_share": float(easy_share)})
     return rows
+
+
+def _expand(packed: pd.DataFrame) -> pd.DataFrame:
+    """One row per (trajectory, step) from the stored whole-trajectory rows."""
+    frames = []
+    for r in packed.to_dict("records"):
+        ds, dl = np.asarray(r.pop("delta_star"), float), np.asarray(r.pop("delta_L"), float)
+        frames.append(pd.DataFrame({**r, "step": np.arange(len(ds)), "delta_star": ds, "delta_L": dl}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _lambda_max_rows(cfg: Config, seed: int, p1: str, geometry: str) -> list[dict]:
@@ -185,8 +197,9 @@ def _talr_vs_sft(comp: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
         at = cost_at_gain(comp[comp["p1"] == p1], cfg.traj_grid, by=["instance", "method", "lam"])
         frames.append(at.assign(p1=p1))
         piv = at.pivot_table(index=["instance", "lam", "delta_star"], columns="method", values="delta_L").reset_index()
-        if not {"sft", "talr"} <= set(piv.columns):
-            continue
+        for m in ("sft", "talr"):  # a method never measured at any gain leaves no pair: the claim stays, without data
+            if m not in piv.columns:
+                piv[m] = np.nan
         ratio = paired_ratio(piv["talr"], piv["sft"], piv["instance"], n_boot=cfg.n_boot, seed=cfg.seed)
         verdicts.append(ratio_verdict(
             f"talr_vs_sft_at_equal_gain[{label}]", NAME, "ΔL(P1)_TALR / ΔL(P1)_SFT at the same (λ, Δ*)", ratio,
@@ -218,15 +231,17 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     ss = summarize_single_step(single, cfg.single_step_eps)
 
     traj_units = [{"instance": s} for s in cfg.instance_seeds(cfg.n_traj_instances)]
-    traj = _collect(results_table(out, NAME + "_trajectories", cfg, ["instance", "method", "lam", "p1", "step"]), traj_units,
-                    lambda instance: _trajectory_rows(cfg, instance, "sft", cfg.traj_lams, cfg.compare_max_steps),
-                    progress, "exact: SFT trajectories")
+    traj = _expand(_collect(results_table(out, NAME + "_trajectories", cfg, ["instance", "method", "lam", "p1"]),
+                            traj_units, lambda instance: _trajectory_rows(cfg, instance, "sft", cfg.traj_lams,
+                                                                          cfg.compare_max_steps),
+                            progress, "exact: SFT trajectories"))
     comp_units = [{"instance": s, "method": m} for s in cfg.instance_seeds(cfg.n_compare_instances)
                   for m in cfg.compare_methods]
-    comp = _collect(results_table(out, NAME + "_compare", cfg, ["instance", "method", "lam", "p1", "step"]), comp_units,
-                    lambda instance, method: [r for r in _trajectory_rows(cfg, instance, method, cfg.compare_lams,
-                                                                          cfg.compare_max_steps)],
-                    progress, "exact: methods at equal gain")
+    comp = _expand(_collect(results_table(out, NAME + "_compare", cfg, ["instance", "method", "lam", "p1"]),
+                            comp_units, lambda instance, method: _trajectory_rows(cfg, instance, method,
+                                                                                  cfg.compare_lams,
+                                                                                  cfg.compare_max_steps),
+                            progress, "exact: methods at equal gain"))
     lam_units = [{"instance": s, "p1": p1, "geometry": "default"} for p1 in P1_LABELS
                  for s in cfg.instance_seeds(cfg.n_lambda_instances)]
     lam_units += [{"instance": s, "p1": "exact", "geometry": "independent"}
