@@ -201,11 +201,11 @@ def _at_gain(traj: pd.DataFrame, n: int) -> tuple[pd.DataFrame, list[str]]:
         if not (reach > 0).any():
             continue
         top = float(reach[reach > 0].min())
-        # cost_at_gain never brackets from the origin, so the grid starts at the largest gain any run
-        # already has at its first checkpoint after step 0: below it some run has no measurement.
+        # cost_at_gain never brackets from the origin, so gains below a run's first checkpoint after
+        # step 0 are unmeasured for that run (NaN, counted); the grid starts where some run measures.
         gaining = sub.set_index(["method", "lr"]).index.isin(reach[reach > 0].index)
         first = sub[gaining & (sub["step"] >= 1)].sort_values("step").groupby(["method", "lr"])["delta_star"].first()
-        lo = max(float(first.max()), 0.0)
+        lo = max(float(first.min()), top / n)
         if not lo < top:
             never.append(f"s={s}: no common measurable gain range")
             continue
