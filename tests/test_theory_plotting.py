@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from talr_theory.theory.exact_tier import scenario_step_curve  # noqa: E402
 
 from talr_theory.plotting.exact import (  # noqa: E402
     plot_bounds_along_lambda,
@@ -13,7 +14,6 @@ from talr_theory.plotting.exact import (  # noqa: E402
     plot_lambda_max,
     save_figure,
 )
-from talr_theory.theory.exact_tier import scenario_step_curve  # noqa: E402
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling, lambda_max_experiment  # noqa: E402
 
 

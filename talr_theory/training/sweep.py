@@ -168,12 +168,13 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
     from tqdm.auto import tqdm
 
     from talr_theory.data.encode import encode_examples
-    from talr_theory.data.general import load_general_text, sample_from_model
+    from talr_theory.data.general import load_general_text
     from talr_theory.data.sft import load_sft
     from talr_theory.models import load_model, pad_token_id
     from talr_theory.results import ResultsTable
     from talr_theory.training.core import train
     from talr_theory.training.evaluation import CheckpointEvaluator
+    from talr_theory.training.samples import sample_from_model
 
     config.validate()
     runs = config.runs()
