@@ -1,6 +1,6 @@
 """Figures of the exact tier (seaborn): bounds along λ, the Theorem 3.1 envelope, λ_max vs ε.
 
-Each function takes the tidy tables of ``talr_theory.theory.exact_tier`` and returns a matplotlib
+Each function takes the tidy tables of the stage ``talr_theory.tiers.exact`` and returns a matplotlib
 Figure; ``save_figure`` writes it under ``talr_theory.paths.figures_dir()``.
 
 - ``plot_bounds_along_lambda``: exact ΔL(P1) of one gradient step and its Jensen / Hoeffding / TV
@@ -37,7 +37,7 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
 
 
 def plot_bounds_along_lambda(curves: pd.DataFrame):
-    """``curves``: rows of ``exact_tier.scenario_step_curve`` (one panel per ``p1`` value)."""
+    """``curves``: rows of ``theory.scenario.scenario_step_curve`` (one panel per ``p1`` value)."""
     data = curves[curves["quantity"] != "quadratic_upper"].copy()
     data["bound"] = data["quantity"].map(QUANTITY_LABELS)
     panels = list(dict.fromkeys(data["p1"]))
