@@ -15,56 +15,42 @@
 # %% [markdown]
 # # Theorem 3.2: how the safe step size λ_max scales with ε and s
 #
-# The paper: λ_max ∝ ε/√s. Our working formalization (theory.md C2) predicts λ_max ≈ ε/A when the
+# The paper: λ_max ∝ ε/√s. Our working formalization (theory.md C2) expects λ_max ≈ ε/A when the
 # general data are mis-modeled (first order) and λ_max ≈ √(8ε/B) when they are modeled exactly
-# (second order). Here one optimizer step θ0 − λ·d is taken on a synthetic domain batch with s hard
-# tokens per example and λ_max(ε) is found by root-finding on the exact ΔL(P1). The exponents come
-# from a log-log fit with bootstrap CIs over random domain batches; SGD vs AdamW (AdamW's first
-# step is sign-like), SFT vs TALR (TALR plotted against its effective s = Σ w(1−p)).
+# (second order). Two tiers measure it:
+#
+# - the exact tier (`talr_theory.tiers.exact`): kernel-softmax scenarios, exact λ_max by root
+#   finding, both P1 variants, bootstrap over scenario instances;
+# - the synthetic tier (`talr_theory.tiers.synthetic`): one SGD / AdamW step of a tiny Llama on a
+#   domain batch with s hard tokens per example, exact ΔL(P1), bootstrap over (s, batch, domain rule).
+#
+# SFT's exponent of s regresses on the measured s, TALR's on its effective s = Σ w(1−p). The verdict
+# of each exponent (paper value, alternative, interval) comes from `talr_theory.verdicts`.
 
 # %%
 import os
 
 import pandas as pd
 
-from talr_theory.lab.domains import DomainConfig, make_domain_examples
-from talr_theory.lab.empirical import LineModel, lambda_max_curve, objective_gradient, step_direction
-from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained, torch_threads
-from talr_theory.plotting import lab as plots
-from talr_theory.theory.lambda_max import fit_lambda_max_scaling
+from talr_theory.plotting import save_figure
+from talr_theory.tiers import exact, synthetic
 
 QUICK = os.environ.get("TALR_QUICK", "0") == "1"
-S_VALUES = (1, 2, 4) if QUICK else (1, 2, 3, 4, 6)
-EPSILONS = (1e-2, 1e-1) if QUICK else (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-GROUPS = 1 if QUICK else 3
-UNITS = [("sft", "sgd"), ("talr", "sgd")] + ([] if QUICK else [("sft", "adamw")])
+results = {}
+for tier in (exact, synthetic):
+    cfg = tier.Config.quick() if QUICK else tier.Config()
+    results[tier.NAME] = tier.run(cfg, progress=False)
+    print(results[tier.NAME].info["summary"])
 
 # %%
-rows = []
-with torch_threads(1):
-    source, model, _ = load_pretrained()
-    general = ExactGeneralEvaluator(source, model)
-    for s in S_VALUES:
-        for g in range(GROUPS):
-            batch = make_domain_examples(source, DomainConfig(s=s), 24, seed=100 * g + s)
-            for method, opt in UNITS:
-                grads, stats = objective_gradient(model, batch, method)
-                line = LineModel(model, step_direction(grads, opt))
-                for r in lambda_max_curve(line, general.delta_L, EPSILONS, rtol=1e-4):
-                    rows.append({**r, "s": s, "group": f"{s}/{g}", "method": method, "optimizer": opt,
-                                 "measured_s": stats["n_hard_0.2"], "effective_s": stats["sum_w_1mp"]})
-lam = pd.DataFrame(rows)
-lam.head()
+rows = [v.to_dict() for r in results.values() for v in r.verdicts if v.claim.startswith("thm3.2_")]
+pd.DataFrame(rows)[["tier", "claim", "estimate", "ci_lo", "ci_hi", "paper_value", "alternative_value", "verdict"]]
 
 # %%
-fits = {}
-for (method, opt), sub in lam.groupby(["method", "optimizer"]):
-    fits[f"{method}/{opt}"] = fit_lambda_max_scaling(
-        sub, n_boot=300, s_column="effective_s" if method == "talr" else "measured_s")
-pd.DataFrame(fits).T[["eps_exponent", "eps_exponent_ci", "s_exponent", "s_exponent_ci", "regime"]]
+for r in results.values():
+    print(r.tier, "tier: λ_max power-law fits")
+    print(r.frames["lambda_max_fits"].to_string(index=False))
 
 # %%
-plots.save(plots.lambda_max_vs_eps(lam, "λ_max(ε) after one step (synthetic lab)"), "nb04_lambda_max_vs_eps")
-plots.save(plots.lambda_max_vs_s(lam, title="λ_max vs s (synthetic lab)"), "nb04_lambda_max_vs_s")
-for name, fit in fits.items():
-    print(name, "—", fit["regime_explanation"])
+exact.figures(results["exact"], lambda fig, name: save_figure(fig, "nb04_" + name))
+synthetic.figures(results["synthetic"], lambda fig, name: save_figure(fig, "nb04_" + name))

@@ -42,14 +42,10 @@ def stage_config(name: str, cfg: ReproduceConfig):
 
 
 def save_figure(fig, name: str, folder: Path) -> Path:
-    """The one way figures are written: PNG at 130 dpi, figure closed afterwards."""
-    import matplotlib.pyplot as plt
+    """The one way figures are written (``plotting.save_figure``)."""
+    from talr_theory.plotting import save_figure as save
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, name, folder)
 
 
 def reproduce(cfg: ReproduceConfig) -> dict:

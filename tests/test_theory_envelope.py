@@ -81,9 +81,9 @@ def test_lambda_excess_exponents_recover_the_law():
     out = lambda_excess_exponents(pd.DataFrame(rows), n_boot=100)
     assert out["beta_excess"] == pytest.approx(1.5, abs=1e-9)
     assert out["lam_exponent"] == pytest.approx(1.0, abs=1e-9)
-    for key in ("beta_excess", "lam_exponent"):
-        lo, hi = out[f"{key}_ci"]
-        assert lo <= out[key] <= hi
+    for key, true in (("beta_excess", 1.5), ("lam_exponent", 1.0)):
+        lo, hi = out[f"{key}_ci"]  # an exact law: every resample gives the same exponent
+        assert lo == pytest.approx(true, abs=1e-9) and hi == pytest.approx(true, abs=1e-9)
 
 
 def test_envelope_rejects_unboundable_points():

@@ -13,8 +13,9 @@ from talr_theory.plotting.exact import (  # noqa: E402
     plot_lambda_max,
     save_figure,
 )
-from talr_theory.theory.exact_tier import scenario_step_curve  # noqa: E402
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling, lambda_max_experiment  # noqa: E402
+from talr_theory.theory.scenario import scenario_step_curve  # noqa: E402
+from tests.helpers import assert_png_drawn  # noqa: E402
 
 
 def test_figures_are_written(tmp_path):
@@ -34,4 +35,4 @@ def test_figures_are_written(tmp_path):
         save_figure(plot_envelope(points, 0.1, 1.0), "envelope", tmp_path),
     ]
     for path in paths:
-        assert path.exists() and path.stat().st_size > 1000
+        assert_png_drawn(path)

@@ -26,7 +26,7 @@ def test_talr_limits(p, w_min):
     # τ = 1 and w_min = 0: the DFT weights w = p.
     assert np.allclose(talr_weights(p, 1.0, 0.0), token_weights("dft", p)[0], rtol=1e-12)
     w = talr_weights(p, 0.3, w_min)
-    assert np.all(w >= w_min) and np.all(w <= 1.0)
+    assert np.allclose(w, np.maximum(p ** (1 / 0.3), w_min), rtol=1e-12, atol=0)
     # Harder tokens (smaller p) never get more weight.
     order = np.argsort(p)
     assert np.all(np.diff(w[order]) >= -1e-15)
@@ -96,3 +96,34 @@ def test_talr_step_limits_equal_sft_and_dft_steps():
 
     assert np.allclose(step("talr", tau=1e9, w_min=0.0), step("sft"), atol=1e-8)
     assert np.allclose(step("talr", tau=1.0, w_min=0.0), step("dft"), atol=1e-14)
+
+
+def test_tau_rule_names_are_shared_and_others_rejected():
+    """One set of τ rule names for the numpy and torch implementations; an unknown name is an error."""
+    from talr_theory.theory.steps import TAU_RULES
+    from talr_theory.training import objectives as obj
+
+    assert obj.TAU_RULES == TAU_RULES == ("median", "median-seq")
+    p = np.array([0.9, 0.5, 0.01, 0.8, 0.2, 0.6])
+    example_of = np.array([0, 0, 0, 1, 1, 1])
+    w_tok, tau_tok = token_weights("talr", p, tau="median", w_min=0.0, example_of=example_of)
+    w_seq, tau_seq = token_weights("talr", p, tau="median-seq", w_min=0.0, example_of=example_of)
+    nll = -np.log(p)
+    assert tau_tok == pytest.approx(np.median(nll))
+    assert tau_seq == pytest.approx(np.median([nll[:3].mean(), nll[3:].mean()]))
+    with pytest.raises(ValueError, match="median-seq"):
+        token_weights("talr", p, tau="median-sequence", example_of=example_of)
+
+
+def test_one_talr_w_min_default():
+    import inspect
+
+    from talr_theory.theory import lambda_max, scenario, steps, trajectories
+    from talr_theory.training import config, hf, objectives
+
+    assert objectives.TALR_W_MIN == steps.TALR_W_MIN == 0.01
+    defaults = [inspect.signature(f).parameters["w_min"].default for f in (
+        steps.token_weights, objectives.talr_loss, hf.TokenLoss.__init__, trajectories.run_trajectory,
+        lambda_max.lambda_max_experiment, scenario.scenario_step_curve)]
+    defaults.append(config.TrainConfig.__dataclass_fields__["w_min"].default)
+    assert defaults == [steps.TALR_W_MIN] * len(defaults)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from talr_theory.stats import bootstrap_ci
 from talr_theory.tokens.stats import contrast, hardest_tokens, per_example_counts, s_statistics, token_summary
 
 
@@ -26,8 +27,9 @@ def test_s_matches_direct_count_and_ci_brackets_it():
     for th in (0.05, 0.2):
         direct = np.mean([sum(1 for p in g.p if p < th) for _, g in table.groupby("example_id")])
         assert s[th]["mean"] == pytest.approx(direct)
-        lo, hi = s[th]["ci"]
-        assert lo <= s[th]["mean"] <= hi and lo < hi
+        # the interval resamples examples (not tokens): the same bootstrap over per-example counts
+        per_example = [sum(1 for p in g.p if p < th) for _, g in table.groupby("example_id", sort=False)]
+        assert s[th]["ci"] == pytest.approx(bootstrap_ci(np.array(per_example, float), n_boot=300, seed=1))
     assert s[0.05]["mean"] <= s[0.2]["mean"]
 
 
@@ -45,8 +47,11 @@ def test_summary_numbers():
     assert summ["n_target_tokens"] == len(table) and summ["n_examples"] == 30
     assert summ["median_p"] == pytest.approx(float(np.median(table.p)))
     assert summ["frac_p_gt_0.2"] == pytest.approx(float((table.p > 0.2).mean()))
-    lo, hi = summ["frac_p_gt_0.2_ci"]
-    assert lo <= summ["frac_p_gt_0.2"] <= hi
+    # ratio of per-example sums, resampling examples
+    g = table.groupby("example_id", sort=False)["p"]
+    units = np.column_stack([g.apply(lambda x: (x > 0.2).sum()).to_numpy(float), g.size().to_numpy(float)])
+    expected = bootstrap_ci(units, statistic=lambda u: u[:, 0].sum() / u[:, 1].sum(), n_boot=200, seed=0)
+    assert summ["frac_p_gt_0.2_ci"] == pytest.approx(expected)
     assert summ["quantiles_p"]["0.25"] <= summ["quantiles_p"]["0.5"] <= summ["quantiles_p"]["0.75"]
 
 

@@ -177,9 +177,10 @@ def test_invalid_configs_are_rejected(field, value, match):
 def test_evaluator_baseline_kl_and_domain_gain():
     from transformers import LlamaForCausalLM
 
-    from talr_theory.data.general import load_general_text, sample_from_model
+    from talr_theory.data.general import load_general_text
     from talr_theory.models import build_byte_tokenizer, tiny_llama_config
     from talr_theory.training.evaluation import CheckpointEvaluator
+    from talr_theory.training.samples import sample_from_model
 
     tok = build_byte_tokenizer()
     torch.manual_seed(0)
@@ -211,8 +212,8 @@ def test_model_samples_are_exact_draws_from_the_base_model():
 
     from transformers import LlamaForCausalLM
 
-    from talr_theory.data.general import sample_from_model
     from talr_theory.models import tiny_llama_config
+    from talr_theory.training.samples import sample_from_model
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(tiny_llama_config(vocab_size=8, hidden_size=16, n_layers=1, n_heads=2, n_kv_heads=1,

@@ -175,3 +175,21 @@ def test_hf_token_loss_matches_objective():
         TokenLoss("talr", w_min=2.0)
     with pytest.raises(ValueError, match="tau"):
         TokenLoss("talr", tau=-1.0)
+
+
+def test_flow_weights_for_uses_base_mean_losses(one_thread):
+    """FLOW's weights, computed once for train() and the sweep: exp(-mean NLL_e / median) per example id."""
+    from talr_theory.data.encode import EncodedExample
+    from talr_theory.models import load_model
+    from talr_theory.training.core import flow_weights_for
+    from talr_theory.training.evaluation import per_example_nll
+
+    loaded = load_model("tiny-random")
+    ids = loaded.tokenizer("The dose is 5 mg per kg, twice daily.").input_ids
+    examples = [EncodedExample(f"e{i}", ids[: 8 + 3 * i], [-100] * 3 + ids[3: 8 + 3 * i]) for i in range(5)]
+    weights = flow_weights_for(loaded.model, examples, pad_id=0, batch_size=2)
+    base = per_example_nll(loaded.model, examples, pad_id=0, batch_size=5).set_index("example_id")["mean_nll"]
+    tau = float(np.median(base.to_numpy()))
+    assert list(weights) == [e.example_id for e in examples]
+    for k, w in weights.items():
+        assert w == pytest.approx(math.exp(-base[k] / tau), rel=1e-6)

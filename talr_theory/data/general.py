@@ -20,7 +20,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from talr_theory.paths import shared_file
 
@@ -91,7 +90,7 @@ def _read_source(source: str) -> tuple[str, str, bool]:
     if not path.is_file():
         raise FileNotFoundError(f"general text {source!r}: expected 'auto', 'fallback', "
                                 f"{', '.join(SOURCES)} or a path to a UTF-8 text file")
-    from talr_theory.data.sft import check_utf8
+    from talr_theory.data.records import check_utf8
 
     check_utf8(path)  # a bad byte fails naming the file and line, not with a bare codec message
     return path.read_text(encoding="utf-8"), str(path), False
@@ -149,64 +148,3 @@ def load_general_text(tokenizer, source: str = "auto", n_blocks: int = 32, block
         examples.append(EncodedExample(example_id=f"general-{k}", input_ids=ids, labels=labels))
     return GeneralText(examples=examples, source=description, is_fallback=fallback,
                        n_tokens=sum(len(e.input_ids) - 1 for e in examples))
-
-
-@dataclass
-class ModelSamples:
-    """Exact draws from the base model q0 with their base log-probabilities (for KL(q0 || qθ))."""
-
-    examples: list
-    base_sum_logprob: np.ndarray  # per sample, float64, over the supervised (generated) tokens
-    n_tokens: np.ndarray
-
-
-@torch.no_grad()
-def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int = 64, seed: int = 0,
-                      batch_size: int = 16, pad_id: int | None = None) -> ModelSamples:
-    """Draw ``n_samples`` continuations of BOS from ``model`` at temperature 1 without truncation.
-
-    A plain ancestral-sampling loop with the KV cache (``torch.multinomial`` on the full softmax), so
-    no generation-config default (top-k, top-p, repetition penalty, ...) can bias the draws away from
-    q0. A sample ends at EOS (kept as its last supervised token) or after ``max_new_tokens``. The base
-    log-probabilities are not taken from the sampler but recomputed by the same teacher-forced pass
-    used at checkpoints, so KL at step 0 is exactly zero.
-    """
-    from talr_theory.data.encode import EncodedExample
-    from talr_theory.models import pad_token_id
-
-    device = next(model.parameters()).device
-    bos = getattr(tokenizer, "bos_token_id", None)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if not isinstance(bos, int):
-        bos = eos if isinstance(eos, int) else 0  # start from EOS as a document boundary, else id 0
-    pad = pad_token_id(tokenizer) if pad_id is None else pad_id
-    examples = []
-    was_training = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-        torch.manual_seed(seed)
-        while len(examples) < n_samples:
-            b = min(batch_size, n_samples - len(examples))
-            step_ids = torch.full((b, 1), bos, dtype=torch.long, device=device)
-            past, drawn = None, []
-            finished = torch.zeros(b, dtype=torch.bool, device=device)
-            for _ in range(max_new_tokens):
-                out = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
-                step_ids = torch.multinomial(probs, 1)
-                drawn.append(step_ids)
-                if isinstance(eos, int):
-                    finished |= step_ids.squeeze(1) == eos
-                    if bool(finished.all()):
-                        break
-            for row in torch.cat(drawn, dim=1).tolist():
-                body = row[: row.index(eos) + 1] if isinstance(eos, int) and eos in row else row
-                examples.append(EncodedExample(example_id=f"sample-{len(examples)}", input_ids=[bos] + body,
-                                               labels=[-100] + body))
-    model.train(was_training)
-    from talr_theory.training.evaluation import per_example_nll
-
-    table = per_example_nll(model, examples, pad_id=pad, batch_size=batch_size)
-    return ModelSamples(examples=examples, base_sum_logprob=-table["sum_nll"].to_numpy(np.float64),
-                        n_tokens=table["n_tokens"].to_numpy())

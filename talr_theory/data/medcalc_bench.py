@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talr_theory.data.sft import (
+from talr_theory.data.records import (
     MEDCALC_BENCH_CSV,
     MEDCALC_COLUMNS,
     SFTExample,

@@ -30,10 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from talr_theory.data.encode import EncodedExample
-from talr_theory.lab.synthetic import BOS, MarkovSource
+from talr_theory.lab.synthetic import BOS, MarkovSource, sequence_token_logq
+from talr_theory.tokens.stats import per_example_counts
 
 EASY_KINDS = ("source", "domain")
 
@@ -247,24 +249,26 @@ def make_domain_examples(source: MarkovSource, config: DomainConfig, n: int, see
     return out
 
 
-@torch.no_grad()
 def target_logprobs(model, examples: list[EncodedExample]) -> list[np.ndarray]:
     """Per example, the model's log-probability of each supervised target token (teacher forcing).
 
-    The synthetic examples have equal lengths, so one batched forward pass suffices.
+    The synthetic examples have equal lengths, so one batched pass of ``sequence_token_logq`` (which
+    scores every next token) suffices; supervised targets are the positions whose label is set.
     """
     ids = torch.tensor([e.input_ids for e in examples])
     labels = torch.tensor([e.labels for e in examples])
-    logq = torch.log_softmax(model(input_ids=ids).logits[:, :-1].to(torch.float64), dim=-1)
-    tgt = labels[:, 1:]
-    mask = tgt != -100
-    lp = logq.gather(-1, tgt.clamp(min=0)[..., None]).squeeze(-1)
+    lp = sequence_token_logq(model, ids)
+    mask = labels[:, 1:] != -100
     return [lp[i][mask[i]].numpy() for i in range(len(examples))]
 
 
 def measured_s(model, examples: list[EncodedExample], threshold: float = 0.2) -> float:
-    """Mean number of supervised targets with model probability below ``threshold`` per example."""
-    return float(np.mean([(lp < np.log(threshold)).sum() for lp in target_logprobs(model, examples)]))
+    """s(θ): mean number of supervised targets with model probability below ``threshold`` per example
+    (counted by ``tokens.stats.per_example_counts``, the same count as for real data)."""
+    lps = target_logprobs(model, examples)
+    table = pd.DataFrame({"example_id": np.repeat(np.arange(len(lps)), [len(lp) for lp in lps]),
+                          "p": np.exp(np.concatenate(lps))})
+    return float(per_example_counts(table, (threshold,))[f"n_p_lt_{threshold:g}"].mean())
 
 
 @torch.no_grad()

@@ -44,7 +44,7 @@ ADAM_EPS = 1e-8
 # ---------------------------------------------------------------------------------------------
 
 def objective_gradient(model, examples, method: str = "sft", pad_id: int = 0, tau="median",
-                       w_min: float = 0.01, batch_size: int = 16) -> tuple[list[torch.Tensor], dict]:
+                       w_min: float = obj.TALR_W_MIN, batch_size: int = 16) -> tuple[list[torch.Tensor], dict]:
     """Full-batch gradient of the SFT (CE) or TALR objective, normalized by the global token count.
 
     Returns the gradient (one tensor per parameter, same order as ``model.parameters()``) and

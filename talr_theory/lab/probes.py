@@ -91,8 +91,8 @@ class SampleKL:
     """ΔL(P1) = KL(q0 || qθ) per sample on fixed samples from q0 (full-vocabulary KL at every position)."""
 
     def __init__(self, loaded, n_samples: int = 8, length: int = 32, seed: int = 1, batch_size: int = 8):
-        from talr_theory.data.general import sample_from_model
         from talr_theory.models import pad_token_id
+        from talr_theory.training.samples import sample_from_model
 
         self.pad = pad_token_id(loaded.tokenizer)
         self.samples = sample_from_model(loaded.model, loaded.tokenizer, n_samples, length, seed=seed,

@@ -214,11 +214,18 @@ def load_pretrained(source_config: SourceConfig = SourceConfig(), model_config: 
 
 @torch.no_grad()
 def sequence_token_logq(model, seqs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """log q(x_t | x_<t) for every t ≥ 1, shape [N, len-1], in the model's dtype."""
+    """log q(x_t | x_<t) for every t ≥ 1, shape [N, len-1], float64.
+
+    The one token log-probability function of the synthetic lab (the general-data evaluator and
+    the domain examples both use it). The token scanner (``tokens.scanner``) is not used here: it
+    needs a tokenizer-bearing ``LoadedModel``, pads variable-length examples and returns a pandas
+    table in fp32, while the lab scores the same unpadded equal-length sequences thousands of times
+    and needs float64 tensors. The log-softmax is taken in float64 (the vocabulary has 33 tokens).
+    """
     out = []
     for i in range(0, seqs.shape[0], batch_size):
         chunk = seqs[i:i + batch_size]
-        logits = model(input_ids=chunk).logits[:, :-1]
+        logits = model(input_ids=chunk).logits[:, :-1].to(torch.float64)
         logq = torch.log_softmax(logits, dim=-1)
         out.append(logq.gather(-1, chunk[:, 1:, None]).squeeze(-1))
     return torch.cat(out)

@@ -1,6 +1,6 @@
 """Figures of the exact tier (seaborn): bounds along λ, the Theorem 3.1 envelope, λ_max vs ε.
 
-Each function takes the tidy tables of ``talr_theory.theory.exact_tier`` and returns a matplotlib
+Each function takes the tidy tables of the stage ``talr_theory.tiers.exact`` and returns a matplotlib
 Figure; ``save_figure`` writes it under ``talr_theory.paths.figures_dir()``.
 
 - ``plot_bounds_along_lambda``: exact ΔL(P1) of one gradient step and its Jensen / Hoeffding / TV
@@ -20,8 +20,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from talr_theory.paths import figures_dir
-
 QUANTITY_LABELS = {
     "exact": "exact ΔL(P1)",
     "jensen_lower": "Jensen lower bound",
@@ -32,16 +30,14 @@ QUANTITY_LABELS = {
 
 
 def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
-    """Save ``fig`` as ``<figures>/<name>.png`` (150 dpi) and return the path."""
-    root = Path(directory) if directory is not None else figures_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{name}.png"
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
+    """Save ``fig`` as ``<figures>/<name>.png`` through the one helper ``plotting.save_figure``."""
+    from talr_theory.plotting import save_figure as save
+
+    return save(fig, name, directory)
 
 
 def plot_bounds_along_lambda(curves: pd.DataFrame):
-    """``curves``: rows of ``exact_tier.scenario_step_curve`` (one panel per ``p1`` value)."""
+    """``curves``: rows of ``theory.scenario.scenario_step_curve`` (one panel per ``p1`` value)."""
     data = curves[curves["quantity"] != "quadratic_upper"].copy()
     data["bound"] = data["quantity"].map(QUANTITY_LABELS)
     panels = list(dict.fromkeys(data["p1"]))

@@ -16,14 +16,10 @@ import seaborn as sns
 
 
 def save(fig, name: str, folder: str | Path | None = None) -> Path:
-    from talr_theory.paths import figures_dir
+    """Write ``fig`` through the one helper ``plotting.save_figure``."""
+    from talr_theory.plotting import save_figure
 
-    root = Path(folder) if folder is not None else figures_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{name}.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, name, folder)
 
 
 def envelope(points: pd.DataFrame, blocks: dict, title: str = ""):
@@ -45,7 +41,10 @@ def envelope(points: pd.DataFrame, blocks: dict, title: str = ""):
                 ax.plot(grid, block["k1"] * grid + block["k2"] * grid**2 * lam, "--", color=color, alpha=0.7)
         ax.set_xlabel("domain gain Δ* (nats/example)")
         ax.set_ylabel("ΔL(P1) (nats)")
-        ax.set_title(f"{method}: envelope β=2 (dashed), best β={block.get('beta_best', float('nan')):.1f}")
+        if "k1" in block:
+            ax.set_title(f"{method}: envelope β=2 (dashed), best β={block.get('beta_best', float('nan')):.1f}")
+        else:  # curves only (no envelope fitted)
+            ax.set_title(f"{method}, s={s_values[len(s_values) // 2]}")
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()

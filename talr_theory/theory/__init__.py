@@ -12,7 +12,7 @@ Modules, in reading order (all float64, log-space):
                    domain set with exactly s hard targets per example.
 - ``trajectories`` multi-step training at step size λ, recorded as (Δ*, ΔL(P1)).
 - ``envelope``     Theorem 3.1: common-Δ* interpolation, tightest envelope LP, β scan, hold-out check.
-- ``lambda_max``   Theorem 3.2: λ_max(ε) by root finding, power-law regression with bootstrap CIs, regimes.
+- ``lambda_max``   Theorem 3.2: λ_max(ε) by root finding, power-law regression with bootstrap CIs.
 - ``symbolic``     sympy derivations (cumulant expansion, TALR Lagrangian, λ_max root, NTK step).
-- ``exact_tier``   everything above as ``run_exact_tier(quick, seed)`` -> the shared JSON blocks.
+- the exact tier that runs all of the above as an experiment is the stage ``talr_theory.tiers.exact``.
 """

@@ -10,7 +10,8 @@ depends on how well the model fits the general data P1:
 
 ``fit_lambda_max_scaling`` regresses log λ_max on log ε (and log s when s varies) with bootstrap
 confidence intervals over groups (a group = one random instance, all its ε values resampled
-together) and names the regime in plain words. It is used by every tier (exact, synthetic, LLM).
+together). It is used by every tier (exact, synthetic, LLM); the comparison with the paper's
+exponents is made only by ``tiers.protocol.exponent_verdicts``.
 """
 
 from __future__ import annotations
@@ -19,76 +20,19 @@ import numpy as np
 import pandas as pd
 
 from talr_theory.stats import fit_power_law
-
-PAPER_EPS_EXPONENT = 1.0
-PAPER_S_EXPONENT = -0.5
-
-# How close (in exponent units) an estimate must be to 1 or 0.5 to be called that regime when its
-# confidence interval does not contain the value itself.
-REGIME_TOLERANCE = 0.1
-
-
-def classify_regime(eps_exponent: float, eps_ci: tuple[float, float], tol: float = REGIME_TOLERANCE) -> tuple[str, str]:
-    """Name the ε-regime from the fitted exponent and its CI; returns (regime, explanation)."""
-    lo, hi = eps_ci
-
-    def near(target: float) -> bool:
-        return (lo <= target <= hi) or abs(eps_exponent - target) <= tol
-
-    first, second = near(1.0), near(0.5)
-
-    def bend(target: float) -> str:
-        # Only worth a sentence when the departure is material, not a 0.001 shift from a tight CI.
-        if lo <= target <= hi or abs(eps_exponent - target) <= 0.02:
-            return ""
-        return (f" The interval excludes {target:g} itself: part of the ε range departs from the pure form "
-                "(toward the other regime near the crossover ε ≈ A²/B, or higher-order terms at large ε).")
-
-    ci_text = f"ε exponent {eps_exponent:.3f} (95% CI {lo:.3f}..{hi:.3f})"
-    if first and second:
-        return ("undetermined", f"{ci_text} is compatible with both 1 (first order) and 0.5 (second order); "
-                "more ε values or instances are needed to tell the regimes apart.")
-    if first:
-        return ("first-order (λ_max ∝ ε)", f"{ci_text} ≈ 1: the degradation grows linearly in the step size "
-                "(ΔL(P1) ≈ A·λ with A = Σρ·TV·R > 0), which happens when the general data are not modeled "
-                "exactly and the domain step leaks into general contexts — the paper's linear-in-ε form." + bend(1.0))
-    if second:
-        return ("second-order (λ_max ∝ √ε)", f"{ci_text} ≈ 0.5: the first-order term vanishes because the "
-                "general data are modeled (almost) exactly, so ΔL(P1) ≈ (B/8)·λ² — a KL-type, quadratic "
-                "degradation. This disagrees with the paper's λ_max ∝ ε but follows from the same tilt "
-                "bound (theory.md C2) with A ≈ 0." + bend(0.5))
-    if 0.5 < eps_exponent < 1.0:
-        return ("mixed", f"{ci_text} lies between 0.5 and 1: the measured ε range straddles the crossover "
-                "ε ≈ A²/B between the first-order (λ_max ≈ ε/A) and second-order (λ_max ≈ √(8ε/B)) regimes.")
-    return ("mixed", f"{ci_text} is outside [0.5, 1]: neither regime of the quadratic tilt bound describes "
-            "these points (e.g. the degradation is negative for small steps, or higher-order terms dominate).")
-
-
-def describe_s_exponent(s_exponent: float, s_ci: tuple[float, float]) -> str:
-    """Plain-words comparison of the s exponent with the paper's −1/2 (theory.md C3)."""
-    lo, hi = s_ci
-    text = f"s exponent {s_exponent:.3f} (95% CI {lo:.3f}..{hi:.3f})"
-    if lo <= -0.5 <= hi:
-        return text + ": consistent with the paper's λ_max ∝ 1/√s (hard-token error vectors add up in independent directions)."
-    if lo <= -1.0 <= hi:
-        return text + ": ≈ −1, not the paper's −1/2 — the hard-token errors push general contexts in aligned directions, so the tilt range grows linearly in s (theory.md C3, worst case)."
-    if s_exponent > -0.5:
-        return text + ": shallower than the paper's −1/2 — other tokens (easy tokens, or a fixed leakage floor) carry a large part of the step, so adding hard tokens changes it less than √s."
-    if s_exponent > -1.0:
-        return text + ": steeper than the paper's −1/2, between the independent (−1/2) and aligned (−1) cases of theory.md C3."
-    return text + ": steeper than −1, beyond both cases of theory.md C3."
+from talr_theory.theory.steps import TALR_W_MIN
 
 
 def fit_lambda_max_scaling(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, s_column: str = "s") -> dict:
-    """Regress log λ_max on log ε and log s (bootstrap CIs over ``group``) and name the regime.
+    """Regress log λ_max on log ε and log s (bootstrap CIs over ``group``).
 
     ``df`` needs columns ``lambda_max, epsilon, s, group`` (``s_column`` may name another column,
     e.g. TALR's effective s). Rows with non-finite or non-positive λ_max (no safe-step limit, e.g.
     a leak-free model) are left out and counted in ``n_dropped``. When s takes a single value only
     the ε exponent is fitted and the s fields are None.
 
-    Returns eps_exponent, eps_exponent_ci, s_exponent, s_exponent_ci, regime, regime_explanation,
-    s_explanation, r2, n_points, n_groups, n_dropped, and the paper's exponents for comparison.
+    Returns eps_exponent, eps_exponent_ci, s_exponent, s_exponent_ci, s_column, log_prefactor, r2,
+    n_points, n_groups, n_dropped.
     """
     needed = ("lambda_max", "epsilon", s_column, "group")
     missing = [c for c in needed if c not in df.columns]
@@ -111,23 +55,17 @@ def fit_lambda_max_scaling(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, 
     _, group_codes = np.unique(groups.astype(str), return_inverse=True)
     fit = fit_power_law(lam, regressors, groups=group_codes, n_boot=n_boot, seed=seed)
     eps_exp, eps_ci = fit.exponent("epsilon"), fit.ci("epsilon")
-    regime, explanation = classify_regime(eps_exp, eps_ci)
     out = {
         "eps_exponent": eps_exp,
         "eps_exponent_ci": list(eps_ci),
         "s_exponent": fit.exponent("s") if vary_s else None,
         "s_exponent_ci": list(fit.ci("s")) if vary_s else None,
-        "regime": regime,
-        "regime_explanation": explanation,
-        "s_explanation": describe_s_exponent(fit.exponent("s"), fit.ci("s")) if vary_s else None,
         "s_column": s_column,
         "log_prefactor": fit.log_prefactor,
         "r2": fit.r2,
         "n_points": fit.n,
         "n_groups": int(np.unique(group_codes).size),
         "n_dropped": n_dropped,
-        "paper_eps_exponent": PAPER_EPS_EXPONENT,
-        "paper_s_exponent": PAPER_S_EXPONENT,
     }
     return out
 
@@ -143,7 +81,7 @@ def lambda_max_experiment(
     p1: str = "exact",
     config=None,
     tau="median",
-    w_min: float = 0.01,
+    w_min: float = TALR_W_MIN,
     threshold: float = 0.05,
     progress: bool = False,
 ) -> pd.DataFrame:

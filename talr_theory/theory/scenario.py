@@ -29,9 +29,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 from talr_theory.theory.codelength import log_softmax
-from talr_theory.theory.steps import KernelSoftmax, target_probs
+from talr_theory.theory.steps import TALR_W_MIN, KernelSoftmax, target_probs
 
 
 @dataclass(frozen=True)
@@ -145,3 +146,28 @@ def make_scenario(seed: int, config: ScenarioConfig = ScenarioConfig()) -> Scena
 
 def config_dict(config: ScenarioConfig) -> dict:
     return asdict(config)
+
+
+def scenario_step_curve(seed: int = 0, s: int = 4, p1: str = "exact", method: str = "sft", lams=None,
+                        config: ScenarioConfig | None = None, tau="median", w_min: float = TALR_W_MIN) -> pd.DataFrame:
+    """Exact ΔL(P1) and its bounds along λ for one gradient step of a scenario (tidy, for figures).
+
+    Columns: lam, quantity (exact, jensen_lower, hoeffding_upper, tv_upper, quadratic_upper), delta_L,
+    p1, method, s. ``quadratic_upper`` is A·λ + (B/8)·λ², the form behind the predicted λ_max (it
+    equals the TV bound for a step h = λ·g).
+    """
+    from talr_theory.theory.steps import step_direction, token_weights
+    from talr_theory.theory.tilt import bound_curve, quadratic_coefficients
+
+    sc = make_scenario(seed, ScenarioConfig() if config is None else config)
+    lams = np.logspace(-2, 3, 41) if lams is None else np.asarray(lams, dtype=np.float64)
+    targets = sc.targets(s)
+    z_dom = sc.model.logits[sc.domain_idx]
+    w, _ = token_weights(method, target_probs(z_dom, targets), tau=tau, w_min=w_min, example_of=sc.example_of)
+    g = step_direction(sc.model.kernel[np.ix_(sc.general_idx, sc.domain_idx)], z_dom, targets, w)
+    z_gen, p_gen = sc.model.logits[sc.general_idx], sc.p_general(p1)
+    curve = bound_curve(sc.rho, p_gen, z_gen, g, lams)
+    coef = quadratic_coefficients(sc.rho, p_gen, z_gen, g)
+    quad = pd.DataFrame({"lam": lams, "quantity": "quadratic_upper",
+                         "delta_L": coef["A"] * lams + coef["B"] / 8 * lams**2})
+    return pd.concat([curve, quad], ignore_index=True).assign(p1=p1, method=method, s=s)

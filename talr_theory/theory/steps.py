@@ -31,6 +31,13 @@ import numpy as np
 
 from talr_theory.theory.codelength import log_softmax
 
+# TALR's weight floor: the one default used by every implementation (numpy here, torch in
+# training.objectives, the synthetic lab and the tiers).
+TALR_W_MIN = 0.01
+# The data-dependent temperature rules, one name each everywhere: "median" = median of the token
+# losses, "median-seq" = median over sequences of each sequence's mean token loss.
+TAU_RULES = ("median", "median-seq")
+
 
 def talr_weights(p: np.ndarray, tau: float, w_min: float = 0.0) -> np.ndarray:
     """TALR weights max(p^(1/τ), w_min), computed in log-space as exp(log p / τ)."""
@@ -61,7 +68,7 @@ def median_tau(token_loss: np.ndarray, example_of: np.ndarray | None = None, rul
     return max(tau, 1e-12)
 
 
-def token_weights(method: str, p: np.ndarray, tau: float | str = "median", w_min: float = 0.01,
+def token_weights(method: str, p: np.ndarray, tau: float | str = "median", w_min: float = TALR_W_MIN,
                   example_of: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
     """Per-token weights for ``method`` in {sft, dft, talr}; returns (weights, τ used or None)."""
     p = np.asarray(p, dtype=np.float64)
@@ -71,10 +78,10 @@ def token_weights(method: str, p: np.ndarray, tau: float | str = "median", w_min
         return p.copy(), None
     if method == "talr":
         if isinstance(tau, str):
-            rule = {"median": "token", "median-token": "token", "median-sequence": "sequence"}.get(tau)
+            rule = {"median": "token", "median-seq": "sequence"}.get(tau)
             if rule is None:
-                raise ValueError(f"token_weights: tau must be a number, 'median', 'median-token' or "
-                                 f"'median-sequence', got {tau!r}")
+                raise ValueError(f"token_weights: tau must be a positive number or one of {TAU_RULES}, "
+                                 f"got {tau!r}")
             with np.errstate(divide="ignore"):
                 tau_value = median_tau(-np.log(p), example_of, rule)
         else:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from talr_theory.theory.codelength import log_softmax
 from talr_theory.theory.scenario import Scenario
-from talr_theory.theory.steps import token_weights
+from talr_theory.theory.steps import TALR_W_MIN, token_weights
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Trajectory:
 
 
 def run_trajectory(sc: Scenario, s: int, lam: float, target_gain: float, p1: str = "exact",
-                   method: str = "sft", tau="median", w_min: float = 0.01, max_steps: int = 20000) -> Trajectory:
+                   method: str = "sft", tau="median", w_min: float = TALR_W_MIN, max_steps: int = 20000) -> Trajectory:
     """Full-batch SGD at step size ``lam`` until the domain gain reaches ``target_gain``.
 
     The dynamics do not depend on P1, so ΔL(P1) is recorded for both P1 variants of the scenario

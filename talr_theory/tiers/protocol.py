@@ -275,3 +275,59 @@ def ratio_verdict(claim: str, tier: str, quantity: str, ratio: PairedRatio, note
     """A 'less degradation' claim as a ratio: paper value [0, 1] (ratio below one)."""
     return verdict(claim, tier, quantity, ratio.estimate, ratio.ci, (0.0, 1.0), None,
                    note=(note + f" {ratio.n_pairs} matched pairs over {ratio.n_units} bootstrap units.").strip())
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 3.1 at fixed domain gain (used by every tier with multi-step trajectories)
+
+
+def fixed_gain_slopes(at_gain: pd.DataFrame, unit: str, lr: str = "lam", gain: str = "delta_star",
+                      cost: str = "delta_L", min_lrs: int = 3) -> pd.DataFrame:
+    """Slope of log cost on log LR at each measured gain, per bootstrap unit.
+
+    ``at_gain`` is :func:`cost_at_gain`'s output (one row per (unit, LR, gain)). Points with a
+    non-positive or unmeasured cost are left out (no logarithm); a (unit, gain) cell with fewer than
+    ``min_lrs`` learning rates left gives no slope. Columns: unit, gain, slope, n_lrs.
+    """
+    rows = []
+    ok = at_gain[np.isfinite(at_gain[cost].to_numpy(float)) & (at_gain[cost] > 0)]
+    for (u, g), sub in ok.groupby([unit, gain], sort=True):
+        if sub[lr].nunique() < min_lrs:
+            continue
+        slope = float(np.polyfit(np.log(sub[lr].to_numpy(float)), np.log(sub[cost].to_numpy(float)), 1)[0])
+        rows.append({unit: u, gain: float(g), "slope": slope, "n_lrs": int(sub[lr].nunique())})
+    return pd.DataFrame(rows, columns=[unit, gain, "slope", "n_lrs"])
+
+
+def fixed_gain_slope_verdict(slopes: pd.DataFrame, unit: str, tier: str, suffix: str = "", note: str = "",
+                             n_boot: int = 2000, seed: int = 0, min_units: int = 3) -> Verdict:
+    """``thm3.1_fixed_gain_slope``: mean over units of each unit's mean slope; CI resamples units.
+
+    Theorem 3.1's form k1·Δ* + k2·Δ*²·λ is affine in λ at fixed Δ*, so its log-log slope lies in
+    (0, 1]: paper value [0, 1]. Fewer than ``min_units`` units give no interval.
+    """
+    tag = f"[{suffix}]" if suffix else ""
+    per_unit = slopes.groupby(unit)["slope"].mean().to_numpy(float) if len(slopes) else np.array([])
+    est = float(per_unit.mean()) if len(per_unit) else float("nan")
+    ci = (bootstrap_ci(per_unit, n_boot=n_boot, seed=seed) if len(per_unit) >= min_units
+          else (float("nan"), float("nan")))
+    return verdict(f"thm3.1_fixed_gain_slope{tag}", tier, "slope of log ΔL(P1) on log LR at fixed Δ*", est, ci,
+                   PAPER_FIXED_GAIN_SLOPE, None,
+                   note=(note + f" {len(slopes)} (unit, Δ*) slopes over {len(per_unit)} bootstrap units.").strip())
+
+
+def lr_pair_at_gain(at_gain: pd.DataFrame, unit: str, lr: str = "lam", gain: str = "delta_star",
+                    cost: str = "delta_L") -> pd.DataFrame:
+    """Per (unit, gain): the cost at the smallest and at the largest LR that measured that gain.
+
+    Columns: unit, gain, lr_small, lr_large, cost_small, cost_large (pairs for ``paired_ratio``).
+    """
+    rows = []
+    ok = at_gain[np.isfinite(at_gain[cost].to_numpy(float))]
+    for (u, g), sub in ok.groupby([unit, gain], sort=True):
+        if sub[lr].nunique() < 2:
+            continue
+        sub = sub.sort_values(lr)
+        rows.append({unit: u, gain: float(g), "lr_small": float(sub[lr].iloc[0]), "lr_large": float(sub[lr].iloc[-1]),
+                     "cost_small": float(sub[cost].iloc[0]), "cost_large": float(sub[cost].iloc[-1])})
+    return pd.DataFrame(rows, columns=[unit, gain, "lr_small", "lr_large", "cost_small", "cost_large"])

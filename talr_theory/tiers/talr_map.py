@@ -37,6 +37,7 @@ import pandas as pd
 from talr_theory.stats import bootstrap_ci
 from talr_theory.theory.reweighting import linearised_coefficients, predicted_ratio
 from talr_theory.theory.scenario import ScenarioConfig, make_scenario
+from talr_theory.theory.steps import TAU_RULES as STEP_TAU_RULES
 from talr_theory.theory.trajectories import run_trajectory
 from talr_theory.tiers.protocol import (
     TierResult,
@@ -49,7 +50,7 @@ from talr_theory.tiers.protocol import (
 from talr_theory.verdicts import format_ci
 
 NAME = "talr_map"
-TAU_RULES = ("median-token", "median-sequence", "fixed")
+TAU_RULES = (*STEP_TAU_RULES, "fixed")  # the shared rule names plus a fixed τ
 HARD_KINDS = ("domain", "general")
 
 
@@ -83,7 +84,7 @@ class Config:
 
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
-        return cls(easy_p=(0.95,), w_min=(0.01,), tau_rules=("median-token",), common=(0.1,),
+        return cls(easy_p=(0.95,), w_min=(0.01,), tau_rules=("median",), common=(0.1,),
                    hard=HARD_KINDS, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300,
                    synthetic_easy=("domain",), synthetic_steps=10, synthetic_evals=10, seed=seed)
 

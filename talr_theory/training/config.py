@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-TAU_RULES = ("median", "median-seq")
+from talr_theory.theory.steps import TALR_W_MIN, TAU_RULES  # noqa: F401  (defined once, re-exported)
 
 METHODS = ("sft", "talr", "dft", "flow", "l2", "lora", "wise-ft")
 # Which token objective each method trains with; the rest of the method is a parameterization.
@@ -38,7 +38,7 @@ class TrainConfig:
     tau: str = field(default="median", metadata={"help": "TALR temperature: 'median' (of the token "
                                                          "losses), 'median-seq' (of per-sequence mean "
                                                          "losses) or a positive number"})
-    w_min: float = field(default=0.01, metadata={"help": "TALR weight floor, in [0, 1]"})
+    w_min: float = field(default=TALR_W_MIN, metadata={"help": "TALR weight floor, in [0, 1]"})
     flow_tau: float = field(default=0.0, metadata={"help": "FLOW temperature (0: median base loss)"})
     l2_coeff: float = field(default=0.01, metadata={"help": "L2-to-init coefficient c in (c/2)||θ-θ0||²"})
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank"})

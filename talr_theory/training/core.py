@@ -92,6 +92,15 @@ def _pad_id(model_or_loaded, pad_id: int | None) -> int:
     return 0
 
 
+def flow_weights_for(model, examples, pad_id: int, batch_size: int, tau: float | None = None) -> dict:
+    """FLOW's static weight per example id, from the base model's mean token loss (the one place it is computed)."""
+    from talr_theory.training.evaluation import per_example_nll
+
+    base = per_example_nll(model, examples, pad_id=pad_id, batch_size=batch_size)
+    weights, _tau = obj.flow_example_weights(base["mean_nll"].to_numpy().copy(), tau=tau)
+    return dict(zip(base["example_id"], weights.tolist()))
+
+
 def train(
     model_or_loaded,
     examples: list,
@@ -132,12 +141,7 @@ def train(
     flow_w = None
     if config.method == "flow":
         if flow_weights is None:
-            from talr_theory.training.evaluation import per_example_nll
-
-            base = per_example_nll(model, examples, pad_id=pad, batch_size=config.batch_size)
-            weights, _tau = obj.flow_example_weights(base["mean_nll"].to_numpy(),
-                                                     tau=config.flow_tau or None)
-            flow_weights = dict(zip(base["example_id"], weights.tolist()))
+            flow_weights = flow_weights_for(model, examples, pad, config.batch_size, config.flow_tau or None)
         flow_w = flow_weights
     if config.method == "lora":
         model = apply_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets)

@@ -38,7 +38,7 @@ class TokenLoss:
     ``make_trainer``/``make_sft_trainer``, from the batch (set by their ``compute_loss``).
     """
 
-    def __init__(self, method: str = "talr", tau: str | float = "median", w_min: float = 0.01):
+    def __init__(self, method: str = "talr", tau: str | float = "median", w_min: float = obj.TALR_W_MIN):
         names = {"sft": "ce", "ce": "ce", "talr": "talr", "dft": "dft", "flow": "flow"}
         if method not in names:
             raise ValueError(f"TokenLoss: method {method!r} not supported here; expected sft, talr, dft or flow")

@@ -25,7 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from talr_theory.training.config import TAU_RULES
+from talr_theory.training.config import TALR_W_MIN, TAU_RULES
 
 IGNORE_INDEX = -100
 
@@ -135,7 +135,7 @@ def talr_weights(token_loss: torch.Tensor, tau: float, w_min: float) -> torch.Te
     return w.clamp_min(w_min)
 
 
-def talr_loss(logits, labels, num_items_in_batch=None, tau: str | float = "median", w_min: float = 0.01,
+def talr_loss(logits, labels, num_items_in_batch=None, tau: str | float = "median", w_min: float = TALR_W_MIN,
               **_unused) -> tuple[torch.Tensor, dict]:
     """Token-Adaptive Loss Reweighting (Algorithm 1): ``(1/N) Σ_i max(sg(p_i^(1/τ)), w_min) · (-log p_i)``."""
     nll, mask = token_nll(logits, labels)

@@ -217,12 +217,13 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
     from tqdm.auto import tqdm
 
     from talr_theory.data.encode import encode_examples
-    from talr_theory.data.general import load_general_text, sample_from_model
+    from talr_theory.data.general import load_general_text
     from talr_theory.data.sft import load_sft
     from talr_theory.models import load_model, pad_token_id
     from talr_theory.results import ResultsTable
     from talr_theory.training.core import train
     from talr_theory.training.evaluation import CheckpointEvaluator
+    from talr_theory.training.samples import sample_from_model
 
     config.validate()
     runs = shard_runs(config.runs(), config.shard)
@@ -298,13 +299,10 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
                     table.append(record, cfg_dict)
 
             if run.method == "flow" and run.flow_tau not in flow_cache:
-                from talr_theory.training.evaluation import per_example_nll
-                from talr_theory.training.objectives import flow_example_weights
+                from talr_theory.training.core import flow_weights_for
 
-                base = per_example_nll(loaded.model, enc_train.examples, pad_id=pad,
-                                       batch_size=config.eval_batch_size)
-                w, _ = flow_example_weights(base["mean_nll"].to_numpy().copy(), tau=run.flow_tau or None)
-                flow_cache[run.flow_tau] = dict(zip(base["example_id"], w.tolist()))
+                flow_cache[run.flow_tau] = flow_weights_for(loaded.model, enc_train.examples, pad,
+                                                            config.eval_batch_size, run.flow_tau or None)
             model = copy.deepcopy(loaded.model)
             torch.manual_seed(run.seed)
             result = train(model, enc_train.examples, run, evaluator=evaluator, on_checkpoint=on_checkpoint,
