@@ -54,11 +54,20 @@ def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                                        "verdict"])
 
 
+# A stage with more claims than this (e.g. the TALR-vs-SFT map, one claim per cell) lists them in its own
+# section; the claims table then carries one line per label count for it, so the table stays readable.
+MAX_INLINE_CLAIMS = 24
+
+
+def _is_grid(r: TierResult) -> bool:
+    return sum(v.verdict != "code-check" for v in r.verdicts) > MAX_INLINE_CLAIMS
+
+
 def render(results: Sequence[TierResult], title: str, preamble: Sequence[str] = (),
            figures: Sequence[str] = ()) -> str:
     """The whole report: claims first (one row each), then per-tier detail, code-checks and figures."""
     allv = [v for r in results for v in r.verdicts]
-    evidence = [v for v in allv if v.verdict != "code-check"]
+    evidence = [v for r in results if not _is_grid(r) for v in r.verdicts if v.verdict != "code-check"]
     c = counts(evidence)
     L = [f"# {title}", "", *preamble, ""]
     L += ["## Claims", "",
@@ -71,14 +80,23 @@ def render(results: Sequence[TierResult], title: str, preamble: Sequence[str] = 
     if evidence:
         L += [md_table(verdict_table(evidence)), ""]
     for r in results:
-        L += [f"## Tier `{r.tier}`", ""]
+        if _is_grid(r):
+            g = counts([v for v in r.verdicts if v.verdict != "code-check"])
+            L.append(f"Stage `{r.tier}` has one claim per grid cell (not in the totals above): "
+                     + ", ".join(f"{k} {g[k]}" for k in LABELS if k != "code-check") + f"; see its section.")
+    L.append("")
+    for r in results:
+        L += [f"## Stage `{r.tier}`", ""]
         if r.info.get("summary"):
             L += [r.info["summary"], ""]
-        for v in r.verdicts:
-            if v.verdict != "code-check":
-                L.append(f"- {v.sentence()}")
-        if any(v.verdict != "code-check" for v in r.verdicts):
-            L.append("")
+        if _is_grid(r):
+            L += [md_table(verdict_table(r.verdicts)), ""]
+        else:
+            for v in r.verdicts:
+                if v.verdict != "code-check":
+                    L.append(f"- {v.sentence()}")
+            if any(v.verdict != "code-check" for v in r.verdicts):
+                L.append("")
         for note in r.info.get("notes", []):
             L.append(f"- {note}")
         if r.info.get("notes"):

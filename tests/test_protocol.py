@@ -103,7 +103,7 @@ def test_report_sentences_come_from_verdicts_and_code_checks_are_apart():
     res.verdicts.append(code_check("tilt_bounds", "toy", "violations", 0))
     res.info["report_tables"] = {"Points": "points"}
     text = report.render([res], "title")
-    claims = text.split("## Tier")[0]
+    claims = text.split("## Stage")[0]
     assert "thm3.2_eps_exponent" in claims and "**disagrees**" in claims
     assert "tilt_bounds" not in claims
     assert "tilt_bounds" in text.split("## Code checks")[1]
@@ -117,3 +117,13 @@ def test_tier_result_round_trip(tmp_path):
     back = TierResult.load(tmp_path / "r")
     assert back.verdicts == res.verdicts and back.tier == "toy"
     assert back.frames["mixed"]["a"].iloc[0] == '{"x": 1}'
+
+
+def test_report_moves_a_grid_of_claims_into_its_own_section():
+    grid = TierResult("grid", {}, {}, [verdict(f"talr_vs_sft_at_equal_gain[cell={i}]", "grid", "ratio", 2.0,
+                                               (1.5, 2.5), (0.0, 1.0)) for i in range(report.MAX_INLINE_CLAIMS + 1)])
+    text = report.render([_result(1.0), grid], "title")
+    claims, sections = text.split("## Stage", 1)
+    assert "Totals: agrees 1, disagrees 0, uninformative 0." in claims
+    assert "Stage `grid` has one claim per grid cell" in claims and "disagrees 25" in claims
+    assert "cell=0" not in claims and "cell=24" in sections
