@@ -45,12 +45,13 @@ def _head_and_decoder(model):
 
 
 def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, head, softcap,
-                      with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log p(target) (and entropy) for N rows, in chunks; ``head`` None means the input are logits."""
+                      with_entropy: bool, with_argmax: bool = False):
+    """log p(target) (and entropy, and whether the target is the argmax) for N rows, in chunks;
+    ``head`` None means the input are logits."""
     n = hidden_or_logits.shape[0]
     vocab = head.out_features if head is not None else hidden_or_logits.shape[-1]
     step = max(1, CHUNK_ELEMENTS // vocab)
-    logps, ents = [], []
+    logps, ents, tops = [], [], []
     for start in range(0, n, step):
         rows = hidden_or_logits[start:start + step]
         if head is not None:
@@ -64,6 +65,10 @@ def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, hea
         if with_entropy:
             logq = logits - lse[:, None]
             ents.append(-(logq.exp() * logq).sum(-1))
+        if with_argmax:
+            tops.append(logits.argmax(dim=-1) == tgt)
+    if with_argmax:
+        return torch.cat(logps), (torch.cat(ents) if with_entropy else None), torch.cat(tops)
     return torch.cat(logps), (torch.cat(ents) if with_entropy else None)
 
 
@@ -89,9 +94,10 @@ def length_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | 
 
 def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: int = 8,
                 bf16_autocast: bool = False, with_entropy: bool = False, progress: bool = True,
-                max_batch_tokens: int | None = 8192) -> pd.DataFrame:
+                max_batch_tokens: int | None = 8192, with_argmax: bool = False) -> pd.DataFrame:
     """One row per supervised token: example_id, position, response_index, token_id, token_text, p, logp
-    (+ entropy in nats). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
+    (+ entropy in nats; + ``is_argmax``, whether the token is the model's most likely one, for
+    teacher-forced exact-match accuracy). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
     supervised tokens within the example. ``df.attrs["scan"]`` records padding and token counts."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -133,15 +139,17 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
             if fast is not None:
                 decoder, head, softcap = fast
                 hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                logp, ent = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy)
+                res = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, True)
             else:
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                logp, ent = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy)
-            logp, rows_c, cols_c, tg = logp.cpu(), rows.cpu(), cols.cpu(), targets.cpu()
+                res = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, True)
+            logp, ent, top = res
+            logp, rows_c, cols_c, tg, top = logp.cpu(), rows.cpu(), cols.cpu(), targets.cpu(), top.cpu()
             ent = ent.cpu() if ent is not None else None
             for b, ex_i in enumerate(idx):
                 sel = rows_c == b
-                results[ex_i] = (cols_c[sel] + 1, tg[sel], logp[sel], ent[sel] if ent is not None else None)
+                results[ex_i] = (cols_c[sel] + 1, tg[sel], logp[sel], ent[sel] if ent is not None else None,
+                                 top[sel])
             bar.update(int(mask.sum()))
     bar.close()
     if was_training:
@@ -149,19 +157,22 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
 
     frames = []
     for ex_i, ex in enumerate(encoded):
-        pos, tg, lp, en = results[ex_i]
+        pos, tg, lp, en, top = results[ex_i]
         data = {"example_id": ex.example_id, "position": pos.numpy(), "response_index": range(len(pos)),
                 "token_id": tg.numpy(), "logp": lp.double().numpy()}
         if en is not None:
             data["entropy"] = en.double().numpy()
+        if with_argmax:
+            data["is_argmax"] = top.numpy()
         frames.append(pd.DataFrame(data))
-    columns = ["example_id", "position", "response_index", "token_id", "logp"] + (["entropy"] if with_entropy else [])
+    columns = (["example_id", "position", "response_index", "token_id", "logp"] + (["entropy"] if with_entropy else [])
+               + (["is_argmax"] if with_argmax else []))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     texts = _token_texts(loaded.tokenizer, table["token_id"].tolist())
     table["token_text"] = table["token_id"].map(lambda i: texts[int(i)])
     table["p"] = table["logp"].map(math.exp)
     keep = ["example_id", "position", "response_index", "token_id", "token_text", "p", "logp"]
-    table = table[keep + (["entropy"] if with_entropy else [])]
+    table = table[keep + (["entropy"] if with_entropy else []) + (["is_argmax"] if with_argmax else [])]
     table.attrs["scan"] = {"n_examples": len(encoded), "n_real_tokens": n_real, "n_padded_tokens": n_padded,
                            "padding_fraction": 1.0 - n_real / n_padded if n_padded else 0.0,
                            "bf16_autocast": bf16_autocast, "fast_head": fast is not None,
