@@ -349,7 +349,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     units = [(m, lr, s) for m in ("sft", "talr") for lr in cfg.lrs for s in cfg.seeds]
     units += [(m, cfg.compare_lr, s) for m in cfg.compare_methods for s in cfg.seeds]
     units += [(f"{k}-only", cfg.compare_lr, s) for k in ("hard", "easy") for s in cfg.seeds]
-    table = results_table(out, NAME + "_trajectories", cfg, ["method", "lr", "seed"])
+    table = results_table(out, NAME + "_trajectories", cfg, ["method", "lr", "seed", "step", "wise_alpha"])
     done = table.load() if table is not None else None
     rows = []
     for method, lr, seed in tqdm(units, desc="llm trajectories", disable=not progress):
@@ -360,7 +360,8 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
 
         for r in ensure_rows(table, done, {"method": method, "lr": float(lr), "seed": int(seed)}, compute):
             rows.append({**r, "method": method, "lr": float(lr), "seed": int(seed)})
-    traj = pd.DataFrame(rows)
+    traj = pd.DataFrame(rows).sort_values(["method", "lr", "seed", "step", "wise_alpha"], kind="stable")
+    traj = traj.reset_index(drop=True)
     timings["trajectories"] = time.perf_counter() - t0
 
     # --- probes and one-step lines -------------------------------------------------------------
@@ -390,7 +391,7 @@ def _probes_and_lines(env, cfg: Config, out, progress: bool):
     special = set(getattr(tok, "all_special_ids", []) or [])
     vocab_n = env.loaded.model.get_output_embeddings().weight.shape[0]
     vocab = np.array([i for i in range(vocab_n) if i not in special])
-    table = results_table(out, NAME + "_lines", cfg, ["group", "s"])
+    table = results_table(out, NAME + "_lines", cfg, ["group", "s", "lam"])
     done = table.load() if table is not None else None
     lines, checks = [], []
     for g, block in enumerate(tqdm(passages, desc="llm probes", disable=not progress)):
@@ -421,7 +422,8 @@ def _probes_and_lines(env, cfg: Config, out, progress: bool):
 
             for r in ensure_rows(table, done, {"group": g, "s": s}, compute):
                 lines.append({**r, "group": g, "s": s, "excess_s": meas[s] - meas[0], "measured_s": meas[s]})
-    return pd.DataFrame(lines), pd.DataFrame(checks)
+    lines = pd.DataFrame(lines).sort_values(["group", "s", "lam"], kind="stable").reset_index(drop=True)
+    return lines, pd.DataFrame(checks)
 
 
 def _fisher_quadratic(env, d: list[torch.Tensor]) -> dict[str, float]:
@@ -449,7 +451,8 @@ def _fisher_quadratic(env, d: list[torch.Tensor]) -> dict[str, float]:
 def _long_units(traj: pd.DataFrame, p1: str) -> pd.DataFrame:
     rows = []
     for r in traj.itertuples(index=False):
-        for u, v in enumerate(getattr(r, f"units_{p1}") or []):
+        values = getattr(r, f"units_{p1}")
+        for u, v in enumerate([] if values is None else list(values)):
             rows.append({"method": r.method, "lr": r.lr, "seed": r.seed, "step": r.step, "unit": u,
                          "delta_star": r.delta_star, "delta_L": v})
     return pd.DataFrame(rows)
