@@ -448,6 +448,31 @@ def _fisher_quadratic(env, d: list[torch.Tensor]) -> dict[str, float]:
     return {p1: (vals[1.0][p1] + vals[-1.0][p1]) / (h * h) for p1 in vals[1.0]}
 
 
+def _envelope_holdout(at: pd.DataFrame, cfg: Config) -> dict:
+    """Theorem 3.1's envelope k1Δ* + k2Δ*²λ fitted on measured (Δ*, ΔL) points of SFT, tested on a held-out LR.
+
+    interpolation: fit on the smallest and largest LR, test on the ones between; extrapolation: fit on
+    all but the largest, test on the largest. ΔL is the mean over units at each (LR, seed, Δ*) point.
+    """
+    from talr_theory.theory.envelope import holdout_validity
+
+    pts = (at[at["method"].eq("sft") & at["measured"]].groupby(["lr", "seed", "delta_star"])["delta_L"].mean()
+           .reset_index().rename(columns={"lr": "lam"}))
+    lams = sorted(pts["lam"].unique())
+    out = {"n_points": int(len(pts)), "lrs": lams}
+    if len(lams) < 3:
+        out["error"] = f"needs ≥ 3 LRs with measured points, have {len(lams)}"
+        return out
+    for name, fit_l, test_l in (("interpolation", [lams[0], lams[-1]], lams[1:-1]),
+                                ("extrapolation", lams[:-1], lams[-1:])):
+        try:
+            h = holdout_validity(pts, fit_l, test_l, beta=2.0)
+            out[name] = {k: h[k] for k in ("k1", "k2", "holdout_violation_rate", "n_test", "max_violation_ratio")}
+        except ValueError as err:
+            out[name] = {"error": str(err)}
+    return out
+
+
 def _long_units(traj: pd.DataFrame, p1: str) -> pd.DataFrame:
     rows = []
     for r in traj.itertuples(index=False):
@@ -539,6 +564,7 @@ def _analyse(cfg: Config, env, traj: pd.DataFrame, lines: pd.DataFrame, checks: 
                                       note(p1) + " Hard = base p below the mask threshold (info.mask_threshold); "
                                       f"{sum(e.n_target for e in masked['hard'])} hard and "
                                       f"{sum(e.n_target for e in masked['easy'])} easy training tokens."))
+    info["theorem_3_1_envelope"] = {P1_LABEL[p1]: _envelope_holdout(at[p1], cfg) for p1 in P1S}
     # equal accuracy: ΔL at the first checkpoint reaching each accuracy level, TALR vs SFT
     acc_rows = []
     for level in (0.25, 0.5, 0.75):
