@@ -160,3 +160,15 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
     figs = []
     llm.figures(res, lambda fig, name: figs.append(name))
     assert len(figs) == 5
+
+
+@pytest.mark.slow
+def test_tier_is_deterministic_for_a_seed(one_thread):
+    from talr_theory.tiers import llm
+
+    cfg = llm.Config.quick()
+    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 3e-2), 2, (), 3, (1, 2)
+    a, b = llm.run(cfg, progress=False), llm.run(cfg, progress=False)
+    for name in ("trajectories", "lambda_max", "probe_check"):
+        pd.testing.assert_frame_equal(a.frames[name], b.frames[name])
+    assert [v.to_dict() for v in a.verdicts] == [v.to_dict() for v in b.verdicts]
