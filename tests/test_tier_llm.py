@@ -140,7 +140,7 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
     from talr_theory.tiers import llm
 
     cfg = llm.Config.quick()
-    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 3e-2), 3, ("l2",), 3, (1, 2)
+    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 1e-2), 3, ("l2",), 3, (1, 2)
     res = llm.run(cfg, out=tmp_path, progress=False)
     assert res.tier == llm.NAME == "llm"
     claims = {v.claim.split("[")[0] for v in res.verdicts}
@@ -167,8 +167,17 @@ def test_tier_is_deterministic_for_a_seed(one_thread):
     from talr_theory.tiers import llm
 
     cfg = llm.Config.quick()
-    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 3e-2), 2, (), 3, (1, 2)
+    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 1e-2), 2, (), 3, (1, 2)
     a, b = llm.run(cfg, progress=False), llm.run(cfg, progress=False)
     for name in ("trajectories", "lambda_max", "probe_check"):
         pd.testing.assert_frame_equal(a.frames[name], b.frames[name])
     assert [v.to_dict() for v in a.verdicts] == [v.to_dict() for v in b.verdicts]
+
+
+def test_config_errors_name_the_field():
+    from talr_theory.tiers import llm
+
+    cfg = llm.Config.quick()
+    cfg.compare_lr = 0.5
+    with pytest.raises(ValueError, match="compare_lr"):
+        llm.run(cfg, progress=False)

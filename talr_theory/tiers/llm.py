@@ -336,6 +336,11 @@ def _train_run(env, cfg: Config, method: str, lr: float, seed: int, examples=Non
 def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
     from tqdm.auto import tqdm
 
+    if cfg.compare_lr not in cfg.lrs:
+        raise ValueError(f"llm tier config: compare_lr={cfg.compare_lr:g} must be one of lrs={list(cfg.lrs)} "
+                         f"(the other methods are compared with SFT and TALR at that LR)")
+    if len(cfg.lrs) < 2 or len(cfg.seeds) < 1:
+        raise ValueError(f"llm tier config: needs at least 2 lrs and 1 seed, got lrs={list(cfg.lrs)}, seeds={list(cfg.seeds)}")
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
