@@ -77,7 +77,7 @@ class Config:
     general_text: str = "auto"
     s_values: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     n_groups: int = 16
-    passage_len: int = 80
+    passage_len: int = 256             # s up to 32 needs ≥ 32 non-adjacent easy sites in the copy
     p_easy: float = 0.9
     hard_threshold: float = 0.2        # s(θ) threshold of the measured s
     epsilons: tuple[float, ...] = (0.01, 0.03, 0.1)
