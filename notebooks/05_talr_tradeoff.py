@@ -102,9 +102,9 @@ adv.info["validation"]
 
 # %%
 if not QUICK:
-    from talr_theory.lab.llm_tier import llm_tier
+    from talr_theory.tiers import llm as llm_tier
 
-    llm = llm_tier(quick=False)
-    plots.save(plots.tradeoff(llm.frames["trajectories"], "delta_L", "SmolLM2-135M: domain gain vs KL"),
-               "nb05_llm_tradeoff")
-    print("\n".join(llm.blocks["notes"]))
+    llm = llm_tier.run(llm_tier.Config())
+    print(llm.frames["comparison"])
+    for v in llm.verdicts:
+        print(v.sentence())

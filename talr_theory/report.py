@@ -83,7 +83,7 @@ def render(results: Sequence[TierResult], title: str, preamble: Sequence[str] = 
         if _is_grid(r):
             g = counts([v for v in r.verdicts if v.verdict != "code-check"])
             L.append(f"Stage `{r.tier}` has one claim per grid cell (not in the totals above): "
-                     + ", ".join(f"{k} {g[k]}" for k in LABELS if k != "code-check") + f"; see its section.")
+                     + ", ".join(f"{k} {g[k]}" for k in LABELS if k != "code-check") + "; see its section.")
     L.append("")
     for r in results:
         L += [f"## Stage `{r.tier}`", ""]

@@ -4,6 +4,8 @@ Specs understood by :func:`load_sft`:
 
 - ``"medcalc-synth"`` or ``"medcalc-synth:N"``: N (default 520) generated medical-calculation
   examples (see ``medcalc_synth.py``), deterministic by ``seed``; the offline default domain.
+- ``"facts"`` or ``"facts:N"``: N fictitious facts with checkable answers, split by held-out
+  paraphrased prompt template (see ``facts.py``); ``format`` does not apply.
 - ``"medcalc-bench"``: the MedCalc-Bench v1.0 test CSV from ``../shared`` (error when absent).
 - a ``.csv`` path: the MedCalc-Bench schema is detected from the header; otherwise a generic table
   whose prompt and response columns are ``prompt``/``response`` or named by the field arguments.
@@ -227,6 +229,16 @@ def load_sft(spec: str, format: str = "cot", prompt_field: str | None = None, re
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit}")
     low = spec.lower()
+    if low == "facts" or low.startswith("facts:"):
+        # The split is by prompt template (held-out paraphrases), not by a hash of the example.
+        from talr_theory.data.facts import DEFAULT_N_FACTS, load_facts
+
+        try:
+            n = int(spec.split(":", 1)[1]) if ":" in spec else DEFAULT_N_FACTS
+        except ValueError:
+            raise ValueError(f"data spec {spec!r}: expected 'facts:N' with an integer N") from None
+        examples = load_facts(n, seed, split)
+        return examples[:limit] if limit is not None else examples
     if low == "medcalc-synth" or low.startswith("medcalc-synth:"):
         n = DEFAULT_SYNTH_SIZE
         if ":" in spec:

@@ -100,18 +100,22 @@ def length_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | 
 
 def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: int = 8,
                 bf16_autocast: bool = False, with_entropy: bool = False, progress: bool = True,
-                max_batch_tokens: int | None = 8192, top_k: int = 0) -> pd.DataFrame:
+                max_batch_tokens: int | None = 8192, top_k: int = 0, with_argmax: bool = False) -> pd.DataFrame:
     """One row per supervised token: example_id, position, response_index, token_id, token_text, p, logp
     (+ entropy in nats). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
     supervised tokens within the example. ``df.attrs["scan"]`` records padding and token counts.
 
     ``top_k`` > 0 (off by default; it costs a top-k over the vocabulary per token) adds ``rank``
     (1 = the model's most probable token), ``top_ids`` and ``top_p`` (lists of the ``top_k`` most
-    probable next tokens and their probabilities) for the token views."""
+    probable next tokens and their probabilities) for the token views. ``with_argmax`` adds ``is_argmax``
+    (rank 1: the target is the model's most probable token, ties in its favour), the teacher-forced
+    exact-match unit of accuracy."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     if top_k < 0:
         raise ValueError(f"top_k must be ≥ 0, got {top_k}")
+    # The argmax test is the rank computation with a top-1: one mechanism for both options.
+    k = max(top_k, 1) if with_argmax else top_k
     model = loaded.model
     device = loaded.device
     pad = pad_token_id(loaded.tokenizer)
@@ -150,12 +154,12 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
             if fast is not None:
                 decoder, head, softcap = fast
                 hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                out = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, top_k)
+                out = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, k)
             else:
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                out = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, top_k)
+                out = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, k)
             logp, ent = out[0], out[1]
-            top = tuple(t.cpu() for t in out[2]) if top_k else None
+            top = tuple(t.cpu() for t in out[2]) if k else None
             logp, rows_c, cols_c, tg = logp.cpu(), rows.cpu(), cols.cpu(), targets.cpu()
             ent = ent.cpu() if ent is not None else None
             for b, ex_i in enumerate(idx):
@@ -174,12 +178,15 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
                 "token_id": tg.numpy(), "logp": lp.double().numpy()}
         if en is not None:
             data["entropy"] = en.double().numpy()
-        if top is not None:
+        if with_argmax:
+            data["is_argmax"] = top[0].numpy() == 1
+        if top_k:
             data["rank"] = top[0].numpy()
             data["top_ids"] = list(top[1].numpy())
             data["top_p"] = list(top[2].double().exp().numpy())
         frames.append(pd.DataFrame(data))
-    extra = (["entropy"] if with_entropy else []) + (["rank", "top_ids", "top_p"] if top_k else [])
+    extra = ((["entropy"] if with_entropy else []) + (["rank", "top_ids", "top_p"] if top_k else [])
+             + (["is_argmax"] if with_argmax else []))
     columns = ["example_id", "position", "response_index", "token_id", "logp"] + extra
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     texts = _token_texts(loaded.tokenizer, table["token_id"].tolist())

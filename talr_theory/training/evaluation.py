@@ -9,8 +9,9 @@ Units (all natural logs):
   (positive = the model compresses the domain better). ``delta_star_per_token`` is the per-token version.
 - ``general_nll`` / ``delta_L_text``  mean token NLL on real general text blocks and its change from the
   base model (nats per token; positive = degradation).
-- ``kl_base`` / ``kl_base_se``  KL(q0 || qθ) in nats per sample, Monte Carlo over fixed samples from the
-  base model q0 (= ΔL(P1) with P1 = q0), with the standard error of the mean over samples;
+- ``kl_base`` / ``kl_base_se``  KL(q0 || qθ) in nats per sample (= ΔL(P1) with P1 = q0): exact over the
+  vocabulary at every position of fixed samples from the base model q0, Monte Carlo over the samples
+  (:func:`exact_kl`, the one KL implementation), with the standard error of the mean over samples;
   ``kl_base_per_token`` divides by the mean sample length.
 - ``frac_p_gt_0.2`` / ``train_frac_p_gt_0.2``  fraction of target tokens with p > 0.2 on held-out and on
   a fixed subset of the training examples (the paper's Fig. 3c statistic).
@@ -68,15 +69,50 @@ def per_example_nll(model, examples: list, pad_id: int = 0, batch_size: int = 8,
     return pd.DataFrame(rows, columns=["example_id", "n_tokens", "sum_nll", "mean_nll", "n_p_gt"])
 
 
-def kl_from_samples(base_sum_logprob: np.ndarray, current: pd.DataFrame) -> dict:
-    """Monte Carlo KL(q0 || qθ) from samples z ~ q0: mean of log q0(z) - log qθ(z), with its standard error."""
-    diff = np.asarray(base_sum_logprob, dtype=np.float64) + current["sum_nll"].to_numpy(np.float64)
-    n = diff.shape[0]
-    mean_len = float(current["n_tokens"].mean())
-    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {"kl_base": float(diff.mean()), "kl_base_se": se,
-            "kl_base_per_token": float(diff.mean() / mean_len) if mean_len else math.nan,
-            "n_samples": int(n)}
+@torch.no_grad()
+def next_token_log_probs(model, examples: list, pad_id: int = 0, batch_size: int = 8) -> list[torch.Tensor]:
+    """Per example, log q(·|z_<t) over the whole vocabulary at every supervised position: float32 [n_t, V].
+
+    One teacher-forced pass per batch; the log-softmax is taken in float32. Cache it for the base
+    model (q0) once and pass it to :func:`exact_kl`.
+    """
+    from talr_theory.data.encode import IGNORE, collate
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for chunk in _batches(examples, batch_size):
+        batch = collate(chunk, pad_id)
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        nxt = batch["labels"][:, 1:].to(device).ne(IGNORE)
+        for i in range(len(chunk)):
+            out.append(torch.log_softmax(logits[i, :-1][nxt[i]].float(), dim=-1))
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def exact_kl(model, examples: list, base_logq: list[torch.Tensor], pad_id: int = 0, batch_size: int = 8) -> np.ndarray:
+    """KL(q0 || qθ) per example (nats), exact over the vocabulary at each supervised position, summed over positions.
+
+    ``base_logq`` is :func:`next_token_log_probs` of the base model on the same ``examples``. For
+    samples z ~ q0 the mean over examples is an unbiased, never-negative estimate of the sequence KL
+    (= ΔL(P1) with P1 = q0); :func:`kl_summary` gives its standard error over samples. Summed in float64.
+    """
+    cur = next_token_log_probs(model, examples, pad_id, batch_size)
+    if len(cur) != len(base_logq):
+        raise ValueError(f"exact_kl: {len(base_logq)} base distributions for {len(cur)} examples")
+    return np.array([float((b.exp() * (b - c)).sum(dtype=torch.float64)) for b, c in zip(base_logq, cur)])
+
+
+def kl_summary(per_example: np.ndarray, n_tokens: np.ndarray | None = None) -> dict:
+    """``kl_base`` (mean over samples), ``kl_base_se`` (standard error over samples), per-token mean, n."""
+    kl = np.asarray(per_example, dtype=np.float64)
+    n = kl.shape[0]
+    mean_len = float(np.mean(n_tokens)) if n_tokens is not None and len(n_tokens) else math.nan
+    return {"kl_base": float(kl.mean()), "kl_base_se": float(kl.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+            "kl_base_per_token": float(kl.mean() / mean_len) if mean_len else math.nan, "n_samples": int(n)}
 
 
 class CheckpointEvaluator:
@@ -106,6 +142,7 @@ class CheckpointEvaluator:
             raise ValueError("split_by_base needs the tokenizer (the scanner records token texts)")
         self.split_by_base = split_by_base
         self.base_tokens: dict[str, pd.DataFrame] = {}
+        self.base_logq: list | None = None
 
     def _split_sets(self) -> dict[str, list]:
         """Metric-name prefix -> examples whose tokens are split by base difficulty."""
@@ -165,8 +202,10 @@ class CheckpointEvaluator:
             gen = self._nll(model, self.general_text)
             m["general_nll"] = float(gen["sum_nll"].sum() / max(gen["n_tokens"].sum(), 1))
         if self.samples is not None:
-            cur = self._nll(model, self.samples.examples)
-            m.update(kl_from_samples(self.samples.base_sum_logprob, cur))
+            if self.base_logq is None:  # the first model measured is the base model q0
+                self.base_logq = next_token_log_probs(model, self.samples.examples, self.pad_id, self.batch_size)
+            kl = exact_kl(model, self.samples.examples, self.base_logq, self.pad_id, self.batch_size)
+            m.update(kl_summary(kl, self.samples.n_tokens))
         if self.train_probe:
             tr = self._nll(model, self.train_probe)
             m["train_domain_nll"] = float(tr["sum_nll"].sum() / max(tr["n_tokens"].sum(), 1))
@@ -177,6 +216,7 @@ class CheckpointEvaluator:
         return m
 
     def set_baseline(self, model) -> dict:
+        self.base_logq = None
         self.baseline = self.measure(model)
         if self.split_by_base:
             self.base_tokens = {prefix: self._scan(model, ex) for prefix, ex in self._split_sets().items()}

@@ -1,0 +1,107 @@
+"""Fine-tune only the last k transformer blocks of a causal LM, on cached activations of the frozen rest.
+
+When the first L - k blocks and the embeddings are frozen, their output for a given token sequence
+never changes during fine-tuning. ``TailLM`` computes it once per distinct sequence (one forward pass
+of the base model, cached by token ids) and runs only the last k blocks, the final norm and the output
+head at every step and evaluation. Its logits equal the full model's with the same weights (checked in
+the tests), so it is the full model with a frozen prefix, only cheaper: on SmolLM2-135M (30 blocks and a
+49k-token head) the last 4 blocks and the head are about a third of a forward pass, and backward stops
+at block L - k.
+
+It needs the Llama-style layout ``model.model.layers`` (Llama, SmolLM, Qwen2, Mistral) and right padding;
+the output head stays frozen (with tied embeddings it is the embedding matrix).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def _layers(model) -> nn.ModuleList:
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"{type(model).__name__} has no model.layers: TailLM needs a Llama-style causal LM")
+    return layers
+
+
+class TailLM(nn.Module):
+    """The last ``n_blocks`` blocks (+ final norm + frozen head) of ``base``, fed cached prefix activations.
+
+    ``forward(input_ids, attention_mask)`` returns the inner model's output (``.logits``). Rows of
+    ``input_ids`` are looked up (unpadded) in the activation cache; a sequence not seen before is run
+    through the frozen base prefix once and cached.
+    """
+
+    def __init__(self, base: nn.Module, n_blocks: int, cache: dict | None = None):
+        super().__init__()
+        layers = _layers(base)
+        if not 1 <= n_blocks <= len(layers):
+            raise ValueError(f"n_blocks must be in [1, {len(layers)}], got {n_blocks}")
+        self.n_prefix = len(layers) - n_blocks
+        kept = base.model.layers
+        base.model.layers = nn.ModuleList(list(kept)[self.n_prefix:])
+        try:
+            self.inner = copy.deepcopy(base)  # only the last blocks are copied
+        finally:
+            base.model.layers = kept
+        for i, layer in enumerate(self.inner.model.layers):
+            attn = getattr(layer, "self_attn", None)
+            if attn is not None and hasattr(attn, "layer_idx"):
+                attn.layer_idx = i
+        self.inner.config = copy.deepcopy(base.config)
+        self.inner.config.num_hidden_layers = n_blocks
+        self.inner.model.config = self.inner.config
+        for p in self.inner.parameters():
+            p.requires_grad_(False)
+        for p in self.inner.model.layers.parameters():
+            p.requires_grad_(True)
+        for p in self.inner.model.norm.parameters():
+            p.requires_grad_(True)
+        self.inner.eval()
+        # The frozen base is kept out of the module tree (not a parameter, never trained or copied twice).
+        self.__dict__["_base"] = base
+        self.__dict__["_cache"] = {} if cache is None else cache  # shareable between tails of one base
+        self.config = self.inner.config
+
+    @property
+    def cache(self) -> dict:
+        return self._cache
+
+    @torch.no_grad()
+    def _prefix(self, rows: list[tuple[int, ...]]) -> None:
+        todo = [r for r in dict.fromkeys(rows) if r not in self._cache]
+        if not todo:
+            return
+        from talr_theory.data.encode import EncodedExample, collate
+
+        device = next(self._base.parameters()).device
+        batch = collate([EncodedExample("", list(r), list(r)) for r in todo], 0)
+        out = self._base.model(input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device),
+                               output_hidden_states=True, use_cache=False)
+        hidden = out.hidden_states[self.n_prefix]
+        for i, r in enumerate(todo):
+            self._cache[r] = hidden[i, :len(r)].detach().clone()
+
+    def warm(self, examples) -> None:
+        """Cache the prefix activations of ``examples`` (EncodedExample) in batches of 32."""
+        rows = [tuple(e.input_ids) for e in examples]
+        for i in range(0, len(rows), 32):
+            self._prefix(rows[i:i + 32])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        lengths = attention_mask.sum(dim=1).tolist()
+        rows = [tuple(input_ids[i, :n].tolist()) for i, n in enumerate(lengths)]
+        self._prefix(rows)
+        first = self._cache[rows[0]]
+        h = first.new_zeros((input_ids.shape[0], input_ids.shape[1], first.shape[-1]))
+        for i, r in enumerate(rows):
+            h[i, :len(r)] = self._cache[r]
+        kwargs.pop("use_cache", None)
+        return self.inner(inputs_embeds=h, attention_mask=attention_mask, use_cache=False, **kwargs)
