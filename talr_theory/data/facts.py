@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talr_theory.data.sft import SFTExample
+from talr_theory.data.records import SFTExample
 
 DEFAULT_N_FACTS = 48
 
