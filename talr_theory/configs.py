@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar
+
+from talr_theory.verdicts import Verdict
 
 T = TypeVar("T")
 
@@ -87,3 +90,21 @@ def to_dict(config: Any) -> dict[str, Any]:
         return value
 
     return convert(config)
+
+
+def json_safe(value):
+    """numpy scalars -> Python, non-finite floats -> None, tuples -> lists (recursively)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Verdict):
+        return json_safe(value.to_dict())
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

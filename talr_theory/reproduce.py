@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talr_theory import __version__, report, tiers
-from talr_theory.tiers.protocol import StageStore, TierResult, json_safe
+from talr_theory.configs import json_safe
+from talr_theory.tiers.protocol import StageStore, TierResult
 
 
 @dataclass

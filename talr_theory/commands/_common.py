@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
-
-def _clean(value: Any) -> Any:
-    """Make numpy scalars and non-finite floats JSON-safe (NaN/inf become null)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+from talr_theory.configs import json_safe
 
 
 def write_json(payload: dict[str, Any], target: str | None) -> None:
     """Write ``payload`` to ``target`` ('-' is stdout, None does nothing)."""
     if target is None:
         return
-    text = json.dumps(_clean(payload), indent=2, sort_keys=False)
+    text = json.dumps(json_safe(payload), indent=2, sort_keys=False)
     if target == "-":
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from talr_theory import __version__
-from talr_theory.configs import to_dict
+from talr_theory.configs import json_safe, to_dict
 from talr_theory.results import ResultsTable
 from talr_theory.stats import bootstrap_ci
 from talr_theory.verdicts import Verdict, code_check, verdict
@@ -46,24 +46,6 @@ PAPER_EPS_EXPONENT, ALT_EPS_EXPONENT = 1.0, 0.5
 PAPER_S_EXPONENT, ALT_S_EXPONENT = -0.5, 0.0
 # Theorem 3.1's form k1·Δ* + k2·Δ*²·λ is affine in λ at fixed Δ*: log-log slope in (0, 1].
 PAPER_FIXED_GAIN_SLOPE = (0.0, 1.0)
-
-
-def json_safe(value):
-    """numpy scalars -> Python, non-finite floats -> None, tuples -> lists (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Verdict):
-        return json_safe(value.to_dict())
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass
