@@ -105,6 +105,9 @@ def test_token_view_colours_hover_filters(browser, tmp_path, capsys):
     # sorting by s(0.004), most hard tokens first: the first shown example has the largest count
     page.select_option("#sort", "d1")
     counts = table.assign(h=table.p < 0.004).groupby("example_id", sort=False).h.sum()
+    # the sections are re-ordered by the page's script: wait until the first visible one has its heading
+    page.wait_for_function("() => { const h = document.querySelector('section.ex:not([hidden]) h3');"
+                           " return h !== null && h.innerText.trim().length > 0; }")
     first_shown = page.locator("section.ex:visible h3").first.inner_text()
     assert first_shown.split()[0] in set(counts[counts == counts.max()].index)
     page.click("#next")
