@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from talr_theory.data.encode import EncodedExample
-from talr_theory.lab.synthetic import BOS, MarkovSource, sequence_token_logq
+from talr_theory.lab.synthetic import BOS, MarkovSource, pretrain_step, sequence_token_logq
 from talr_theory.tokens.stats import per_example_counts
 
 EASY_KINDS = ("source", "domain")
@@ -140,12 +140,7 @@ def pretrain_mixture(source: MarkovSource, chain: DomainChain, model_config, res
         dom = torch.tensor([d[:width] for d in dom]) if dom else None
         if dom is not None and dom.shape[1] < width:  # pad domain sequences with their own last token ids
             raise ValueError("pretrain_mixture: domain sequences must be at least as long as P1 sequences")
-        batch = torch.cat([general, dom]) if dom is not None else general
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        pretrain_step(model, torch.cat([general, dom]) if dom is not None else general, opt, sched)
     model.eval()
     return model
 

@@ -169,14 +169,19 @@ def pretrain_tiny_llama(source: MarkovSource, config: TinyModelConfig = TinyMode
                                                 pct_start=0.1)
     rng = np.random.default_rng(config.seed)
     for _ in tqdm(range(config.pretrain_steps), desc="pretrain synthetic LM", disable=not progress):
-        batch = torch.from_numpy(source.sample(config.pretrain_batch, rng))
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        pretrain_step(model, torch.from_numpy(source.sample(config.pretrain_batch, rng)), opt, sched)
     model.eval()
     return model
+
+
+def pretrain_step(model, batch: torch.Tensor, opt, sched) -> float:
+    """One next-token step on ``batch`` (the pretraining loops of the general and mixed-domain models)."""
+    loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
 
 
 def load_pretrained(source_config: SourceConfig = SourceConfig(), model_config: TinyModelConfig = TinyModelConfig(),
