@@ -26,7 +26,7 @@ class ReproduceConfig:
     quick: bool = False
     out: str = "runs/reproduce"
     medcalc_csv: str | None = None
-    model: str = "smollm2-135m"
+    model: str | None = None           # None: each stage's own default (SmolLM2; quick llm: tiny-random)
     seed: int = 0
     stages: tuple[str, ...] = tiers.STAGES
     update_figures: bool = False
@@ -38,8 +38,8 @@ def stage_config(name: str, cfg: ReproduceConfig):
     mod = tiers.module(name)
     sc = mod.Config.quick(seed=cfg.seed) if cfg.quick else mod.Config(seed=cfg.seed)
     names = {f.name for f in dataclasses.fields(sc)}
-    shared = {"model": cfg.model, "medcalc_csv": cfg.medcalc_csv, "progress": cfg.progress}
-    return dataclasses.replace(sc, **{k: v for k, v in shared.items() if k in names and k != "progress"})
+    shared = {"model": cfg.model, "medcalc_csv": cfg.medcalc_csv}
+    return dataclasses.replace(sc, **{k: v for k, v in shared.items() if k in names and v is not None})
 
 
 def save_figure(fig, name: str, folder: Path) -> Path:
@@ -69,7 +69,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     total = time.perf_counter() - t_start
     scale = "quick" if cfg.quick else "default"
     preamble = [
-        f"Model `{cfg.model}`, seed {cfg.seed}, {scale} scale, talr_theory {__version__}. This invocation took "
+        f"Model `{cfg.model or 'stage defaults'}`, seed {cfg.seed}, {scale} scale, talr_theory {__version__}. This invocation took "
         f"{total:.0f} s; stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in store.timings.items())
         + f". Stages reused from an earlier run with the identical config: {', '.join(store.resumed) or 'none'}.",
         "Every number below was computed by this run's code; the paper's numbers appear only in the labelled "

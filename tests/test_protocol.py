@@ -71,6 +71,8 @@ def test_cost_at_gain_never_uses_the_origin_as_a_bracket():
     assert at["delta_L"].iloc[1] == pytest.approx(0.7)
     assert at["delta_L"].iloc[2] == pytest.approx(2.2)
     assert math.isnan(at["delta_L"].iloc[3])
+    empty = cost_at_gain(traj, [], by=["run"])
+    assert list(empty.columns) == ["run", "delta_star", "delta_L", "measured"] and len(empty) == 0
     with_origin = cost_at_gain(traj, [0.5], by=["run"], min_step=0)
     assert with_origin["delta_L"].iloc[0] == pytest.approx(0.2)
 

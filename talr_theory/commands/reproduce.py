@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/reproduce[-quick]); figures go to OUT/figures")
     p.add_argument("--medcalc-csv", default=None, help="MedCalc-Bench CSV: adds its token-difficulty scan")
-    p.add_argument("--model", default="smollm2-135m", help="model spec for the real-LLM stages (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="model spec for the real-LLM stages (default: each stage's own: smollm2-135m; with --quick "
+                        "the llm stage uses tiny-random, a pipeline check)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", default=",".join(STAGES),
                    help="comma-separated stages to run, in order (default: all: %(default)s)")

@@ -213,7 +213,8 @@ def cost_at_gain(traj: pd.DataFrame, gains: Sequence[float], by: Sequence[str], 
             if math.isnan(val) and len(x) and x[-1] == target:
                 val = float(y[-1])
             rows.append({**dict(zip(by, key)), gain: float(target), cost: val, "measured": not math.isnan(val)})
-    return pd.DataFrame(rows)
+    # Same columns when nothing could be measured (no gains, no trajectories): callers count and drop.
+    return pd.DataFrame(rows, columns=[*by, gain, cost, "measured"])
 
 
 def frontier(at_gain: pd.DataFrame, over: str, by: Sequence[str], cost: str = "delta_L") -> pd.DataFrame:
