@@ -50,6 +50,27 @@ def test_cells_verdicts_and_resume(tmp_path):
     assert np.allclose(again.frames["cells"]["ratio"], cells["ratio"])
 
 
+def test_near_flow_regime_cuts_short_runs_into_enough_steps():
+    """SFT reaches the gain in a few steps at λ; the near-flow regime reruns it with a step that needs
+    about flow_min_steps, and the condition's agreement is computed on those cells."""
+    cfg = _small(flow_min_steps=20)
+    res = talr_map.run(cfg, None, progress=False)
+    runs = res.frames["runs"].drop_duplicates(["seed", "regime", "method", "w_min", "tau_rule"])
+    eq = runs[runs["regime"] == "equal_lr"].set_index(["seed", "method", "w_min", "tau_rule"])
+    flow = runs[runs["regime"] == "near_flow"].set_index(["seed", "method", "w_min", "tau_rule"])
+    assert (eq["lam"] == cfg.lam).all()
+    short = eq["steps"] < cfg.flow_min_steps
+    assert short.any()  # SFT at λ=64 is short, so the regime is exercised
+    # reruns at a smaller λ take at least N steps; long runs are reused as they are
+    assert (flow.loc[short[short].index, "steps"] >= cfg.flow_min_steps).all()
+    assert (flow.loc[short[short].index, "lam"] <= cfg.lam * eq.loc[short, "steps"] / cfg.flow_min_steps).all()
+    assert (flow.loc[short[~short].index, "lam"] == cfg.lam).all()
+    nf = res.frames["near_flow_cells"]
+    assert len(nf) == len(res.frames["cells"]) and (nf["regime"] == "near_flow").all()
+    assert res.info["sign_agreement"]["n_cells"] == int(np.isfinite(nf["ratio"] * nf["predicted_win_fraction"]).sum())
+    assert len(res.verdicts) == len(res.frames["cells"])  # verdicts only for the equal-LR comparison
+
+
 def test_fewer_than_three_seeds_is_uninformative():
     res = talr_map.run(_small(n_seeds=2), None, progress=False)
     assert all(v.verdict == "uninformative" for v in res.verdicts)
@@ -68,7 +89,7 @@ def test_figure_draws(tmp_path):
     res = talr_map.run(_small(), None, progress=False)
     saved = []
     talr_map.figures(res, lambda fig, name: (fig.savefig(tmp_path / f"{name}.png"), saved.append(name)))
-    assert saved == ["talr_map_exact", "talr_map_mismodeled"]
+    assert saved == ["talr_map_exact", "talr_map_mismodeled", "talr_map_condition"]
 
 
 @pytest.mark.slow

@@ -91,3 +91,35 @@ def synthetic_ratios(cells: pd.DataFrame, title: str = "Synthetic lab: extra ΔL
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def condition_check(cells: pd.DataFrame, title: str = "Linearised condition vs measured ratio (exact tier)",
+                    flow_min_steps: int | None = None):
+    """Measured equal-gain ratio (with its CI) against the condition's predicted ratio, one panel per regime.
+
+    Points in the lower-left and upper-right quadrants are sign agreements; grey bars are bootstrap
+    intervals over seeds. The condition describes directions, so the near-flow panel is its test.
+    """
+    regimes = [r for r in ("near_flow", "equal_lr") if r in set(cells["regime"])]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.2 * len(regimes), 4.4), squeeze=False, sharey=True)
+    c = cells[np.isfinite(cells["predicted_ratio"].astype(float)) & np.isfinite(cells["ratio"].astype(float))]
+    c = c.assign(setting=[_row_label(r) for r in c.to_dict("records")])
+    for ax, regime in zip(axes[0], regimes):
+        sub = c[c["regime"] == regime]
+        err = sub[np.isfinite(sub["ci_lo"].astype(float))]
+        ax.vlines(err["predicted_ratio"], err["ci_lo"], err["ci_hi"], color="lightgrey", lw=1, zorder=1)
+        sns.scatterplot(data=sub, x="predicted_ratio", y="ratio", hue="setting", style="p1", s=36, ax=ax, zorder=2,
+                        legend=ax is axes[0][-1])
+        ax.axhline(1.0, color="grey", ls="--")
+        ax.axvline(1.0, color="grey", ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("predicted ratio C_w(D)/C_SFT(D) (weights at θ0)")
+        ax.set_ylabel("measured ratio TALR-or-DFT / SFT")
+        n = f"≥ {flow_min_steps}" if flow_min_steps else "many"
+        ax.set_title(f"near-flow (every run {n} steps)" if regime == "near_flow" else "equal step size λ")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title=None)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
