@@ -88,6 +88,20 @@ cells[["method", "w_min", "tau_rule", "easy_p", "common", "hard", "p1", "ratio",
        "predicted_win_fraction"]]
 
 # %% [markdown]
+# ## Does the linearised condition predict the sign?
+#
+# `theory/reweighting.py` predicts C_TALR(D)/C_SFT(D) from the step directions at θ0. It says nothing
+# about step size, so it is tested in the **near-flow** regime (every run cut into ≥ 25 steps); at the
+# equal step size of the map, SFT takes a few large steps and pays a finite-step cost that TALR's
+# smaller weights avoid. Points in the lower-left and upper-right quadrants agree.
+
+# %%
+both = pd.concat([cells, tm.frames["near_flow_cells"]], ignore_index=True)
+plots.save(map_plots.condition_check(both, flow_min_steps=tm.config["flow_min_steps"]), "nb05_talr_map_condition")
+pd.DataFrame([{"regime": "near_flow", **tm.info["sign_agreement"]},
+              {"regime": "equal_lr", **tm.info["sign_agreement_equal_lr"]}]).drop(columns="disagreeing_cells")
+
+# %% [markdown]
 # ## The safe-LR advisor on held-out runs
 #
 # For each (scenario, seed, ε) the advisor runs its pilots (plus at most two extra pilots when ε is not
