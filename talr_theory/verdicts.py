@@ -41,7 +41,9 @@ def _as_value(v) -> Value:
     if isinstance(v, (list, tuple)):
         if len(v) != 2:
             raise ValueError(f"a range value needs two numbers [a, b], got {v!r}")
-        a, b = float(v[0]), float(v[1])
+        # JSON has no infinity: an open end is stored as null (−∞ below, +∞ above)
+        a = -math.inf if v[0] is None else float(v[0])
+        b = math.inf if v[1] is None else float(v[1])
         if a > b:
             raise ValueError(f"a range value needs a <= b, got {v!r}")
         return (a, b)
@@ -152,6 +154,8 @@ def code_check(claim: str, tier: str, quantity: str, estimate: float, note: str 
 
 
 def fmt_num(x, digits: int = 3) -> str:
+    if isinstance(x, float) and math.isinf(x):  # an open end of a range claim, e.g. (−∞, 0]
+        return "∞" if x > 0 else "−∞"
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return format(float(x), f".{digits}g")

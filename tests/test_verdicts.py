@@ -77,3 +77,17 @@ def test_code_check_is_never_evidence():
     c = code_check("tilt_bounds", "exact", "violations", 0)
     assert c.verdict == "code-check" and math.isnan(c.ci_lo) and c.paper_value is None
     assert "code-check" in c.sentence()
+
+
+def test_open_range_claim_round_trips_through_json():
+    import json
+    import math
+
+    from talr_theory.configs import json_safe
+    from talr_theory.verdicts import Verdict, fmt_value, verdict
+
+    v = verdict("diff", "t", "q", 0.003, (0.001, 0.004), (-math.inf, 0.0))
+    assert v.verdict == "disagrees" and fmt_value(v.paper_value) == "[−∞, 0]"
+    back = Verdict.from_dict(json.loads(json.dumps(json_safe(v.to_dict()))))
+    assert back.paper_value == (-math.inf, 0.0) and back.verdict == "disagrees"
+    assert verdict("diff", "t", "q", -0.003, (-0.004, -0.001), back.paper_value).verdict == "agrees"
