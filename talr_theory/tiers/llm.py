@@ -474,7 +474,7 @@ def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> 
     cases = pd.DataFrame(rows).assign(scenario=cfg.data, pilot_seed=pilot_seed, held_out_seed=held_seed)
     summary = summarize(cases)
     runs = pd.DataFrame(new_runs, columns=["lr", "seed", *keep])
-    order = ("full batch: the same gradients as the pilots' seed" if not cfg.batch_size
+    order = ("full batch: the same examples at every step as the pilots" if not cfg.batch_size
              or cfg.batch_size >= len(env.train) else "another minibatch order")
     notes = [
         f"[llm] Safe-LR advisor on held-out runs ({cfg.model}, {cfg.data}; ΔL(P1) = KL to the base model, nats/"
