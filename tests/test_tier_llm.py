@@ -252,3 +252,19 @@ def test_config_errors_name_the_field():
     cfg.compare_lr = 0.5
     with pytest.raises(ValueError, match="compare_lr"):
         llm.run(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_advise_validate_on_llm_default_smollm2(tmp_path):
+    """The default validation on SmolLM2-135M (minutes): ≥ 4 cases, each certified one checked by a real run."""
+    import json
+
+    from talr_theory import cli
+
+    path = tmp_path / "v.json"
+    assert cli.main(["advise", "--validate", "--on", "llm", "--json", str(path)]) == 0
+    got = json.loads(path.read_text())
+    assert got["model"] == "smollm2-135m" and got["n_cases"] >= 4
+    for case in got["cases"]:
+        if case["status"] == "ok":
+            assert math.isfinite(case["observed_delta_L"]) and case["inside_pilot_range"]
