@@ -25,7 +25,7 @@
 # Then **when** TALR beats SFT: the map of equal-gain degradation ratios over easy-token confidence,
 # `w_min`, the τ rule, the shared leakage and the kind of hard targets (exact tier, `talr_map` stage),
 # with the sign predicted by the linearised condition of `theory/reweighting.py`; and the safe-LR
-# advisor validated on held-out runs (`advisor` stage).
+# advisor validated on held-out runs (`advisor` stage), then on the real model's SFT runs.
 
 # %%
 import os
@@ -115,10 +115,28 @@ print("\n".join(adv.info["notes"]))
 adv.info["validation"]
 
 # %%
-if not QUICK:
-    from talr_theory.tiers import llm as llm_tier
+from talr_theory.tiers import llm as llm_tier
 
+if not QUICK:
     llm = llm_tier.run(llm_tier.Config())
     print(llm.frames["comparison"])
     for v in llm.verdicts:
         print(v.sentence())
+
+# %% [markdown]
+# ## The safe-LR advisor on a real model
+#
+# The same held-out check on the real-model tier's SFT runs (`talr-theory advise --validate --on llm`):
+# pilots = SFT at the tier's three LRs with one seed; the held-out grid = SFT at more LRs with another seed
+# (another minibatch order), giving the true largest safe LR per ε; a new run at each certified LR checks
+# ΔL(P1) ≤ ε, with ΔL(P1) = exact KL to the base model on its own samples. Full mode reads it from the tier
+# run above (SmolLM2-135M). **Quick mode runs it on `tiny-random` (random weights): a pipeline check only,
+# its numbers say nothing about the advisor.**
+
+# %%
+llm_adv = llm if not QUICK else llm_tier.run_advisor(llm_tier.Config.quick(), progress=False)
+plots.save(map_plots.advisor_cases(llm_adv.frames["advisor_cases"],
+                                   title=f"Safe-LR advisor on held-out SFT runs ({llm_adv.config['model']})"),
+           "nb05_llm_advisor_held_out")
+print("\n".join(n for n in llm_adv.info["notes"] if "advisor" in n))
+llm_adv.info["advisor_validation"]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from talr_theory.lab.advisor import advise_from_trajectories, chord_crossing, observed_at_gain, predict
+from talr_theory.lab.advisor import (
+    advise_from_trajectories,
+    chord_crossing,
+    held_out_cases,
+    observed_at_gain,
+    predict,
+)
 
 
 def _trajectories(k=2.0, p=1.5, lrs=(0.01, 0.02, 0.04), steps=60):
@@ -85,3 +94,52 @@ def test_advise_cli_on_a_real_tiny_model(capsys):
     if advice["recommended_lr"] is not None:
         assert pilots[0] <= advice["recommended_lr"] <= pilots[-1]
     assert advice["s"]["0.2"]["mean"] >= 0
+
+
+def _quadratic_runner(c, calls):
+    """Δ* = 0.25·t (t = 0..8), ΔL = c·lr²·Δ*: at gain 1 the degradation is c·lr²."""
+    def run(lr):
+        calls.append(lr)
+        ds = 0.25 * np.arange(9)
+        return pd.DataFrame({"step": np.arange(9), "delta_star": ds, "delta_L": c * lr**2 * ds})
+    return run
+
+
+def test_held_out_cases_recommendation_true_safe_lr_and_check_on_a_known_curve():
+    # Held-out ΔL = lr² at gain 1 (gain = 0.5 × the pilots' Δ* reach 2); pilots degrade 1.5× more.
+    pilot_calls, held_calls = [], []
+    rows = held_out_cases(_quadratic_runner(1.5, pilot_calls), _quadratic_runner(1.0, held_calls),
+                          (0.01, 0.02, 0.04), (0.01, 0.02, 0.04, 0.08), (0.25, 0.5, 0.75, 0.95), 0.5,
+                          extra_factor=3.0, max_extra=1)
+    # ε between the grid's ΔL 1e-4 and 6.4e-3, geometric: 1e-4 · 64^f
+    assert [r["epsilon"] for r in rows] == pytest.approx([2.8284271e-4, 8e-4, 2.2627417e-3, 5.1984153e-3], rel=1e-7)
+    assert all(r["gain"] == pytest.approx(1.0) for r in rows)
+    # true safe LR: chord of lr² between the grid LRs around sqrt(ε), e.g. 0.02 + (8e-4 - 4e-4)/1.2e-3 · 0.02
+    assert [r["true_safe_lr"] for r in rows] == pytest.approx([0.0160948, 0.0266667, 0.0455228, 0.0699868], rel=1e-5)
+    # recommendation: chord of 1.5·lr² between the pilots; the last ε needed the extra pilot 0.04 × 3 = 0.12
+    assert [r["recommended_lr"] for r in rows] == pytest.approx([0.0129521, 0.0222222, 0.0384749, 0.0516601],
+                                                                rel=1e-5)
+    assert [r["n_extra_pilots"] for r in rows] == [0, 0, 0, 1] and pilot_calls == [0.01, 0.02, 0.04, 0.12]
+    assert all(r["status"] == "ok" and r["within_epsilon"] and r["inside_pilot_range"] for r in rows)
+    # the check is a held-out run at the recommended LR, read at the gain: ΔL = rec²
+    assert held_calls[:4] == [0.01, 0.02, 0.04, 0.08] and held_calls[4:] == [r["recommended_lr"] for r in rows]
+    assert [r["observed_delta_L"] for r in rows] == pytest.approx([r["recommended_lr"] ** 2 for r in rows], rel=1e-9)
+    assert [r["ratio_to_true"] for r in rows] == pytest.approx([0.804735, 0.833333, 0.845180, 0.738138], rel=1e-5)
+
+
+def test_held_out_cases_report_unsafe_recommendations_and_unmeasured_ratios():
+    # Pilots that degrade half as much as the held-out runs recommend too high an LR: not within ε.
+    rows = held_out_cases(_quadratic_runner(0.5, []), _quadratic_runner(1.0, []), (0.01, 0.02, 0.04),
+                          (0.01, 0.02, 0.04, 0.08), (0.25,), 0.5, max_extra=0)
+    (r,) = rows
+    assert r["recommended_lr"] == pytest.approx(0.02 + (2.8284271e-4 - 2e-4) / 6e-4 * 0.02, rel=1e-6)
+    assert r["observed_delta_L"] == pytest.approx(r["recommended_lr"] ** 2) and r["within_epsilon"] is False
+    # ε above every pilot without extra pilots: not certified, nothing run, no ratio
+    held = []
+    (r,) = held_out_cases(_quadratic_runner(1.5, []), _quadratic_runner(1.0, held), (0.01, 0.02, 0.04),
+                          (0.01, 0.02, 0.04, 0.08), (0.95,), 0.5, max_extra=0)
+    assert r["status"] == "cannot-certify" and r["recommended_lr"] is None and r["within_epsilon"] is None
+    assert math.isnan(r["ratio_to_true"]) and r["true_safe_lr"] == pytest.approx(0.0699868, rel=1e-5)
+    assert held == [0.01, 0.02, 0.04, 0.08]
+    with pytest.raises(ValueError, match="two held-out grid LRs"):
+        held_out_cases(_quadratic_runner(1.5, []), _quadratic_runner(1.0, []), (0.01, 0.02), (0.01, 5.0), (0.5,), 9.0)

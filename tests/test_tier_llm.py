@@ -141,6 +141,7 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
 
     cfg = llm.Config.quick()
     cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 1e-2), 3, ("l2",), 3, (1, 2)
+    cfg.advisor_grid_lrs, cfg.advisor_eps_fracs = (5e-3,), (0.3, 0.7)
     res = llm.run(cfg, out=tmp_path, progress=False)
     assert res.tier == llm.NAME == "llm"
     claims = {v.claim.split("[")[0] for v in res.verdicts}
@@ -157,9 +158,79 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
     again = llm.run(cfg, out=tmp_path, progress=False)
     pd.testing.assert_frame_equal(again.frames["trajectories"].reset_index(drop=True), traj.reset_index(drop=True),
                                   check_like=True)
+    _check_advisor_part(res, cfg)
+    pd.testing.assert_frame_equal(again.frames["advisor_cases"], res.frames["advisor_cases"])
+    pd.testing.assert_frame_equal(again.frames["advisor_runs"], res.frames["advisor_runs"])
     figs = []
     llm.figures(res, lambda fig, name: figs.append(name))
-    assert len(figs) == 5
+    assert len(figs) == 6 and "llm_advisor_held_out" in figs
+
+
+def _check_advisor_part(res, cfg):
+    """Pilots are seeds[0]'s SFT runs, the held-out grid and checks seeds[1]'s; ε lies within the grid's ΔL."""
+    from talr_theory.lab.advisor import observed_at_gain
+
+    cases, new = res.frames["advisor_cases"], res.frames["advisor_runs"]
+    assert len(cases) == len(cfg.advisor_eps_fracs) == res.info["advisor_validation"]["n_cases"]
+    assert any("Safe-LR advisor" in n for n in res.info["notes"])
+    assert "advisor_cases" in res.info["report_tables"].values()
+    traj = res.frames["trajectories"]
+
+    def held_out(lr):
+        src = traj[traj["method"].eq("sft") & traj["lr"].eq(lr) & traj["seed"].eq(cfg.seeds[1])]
+        if not len(src):
+            src = new[new["lr"].eq(lr) & new["seed"].eq(cfg.seeds[1])]
+        assert len(src), f"no held-out run at {lr}"
+        return src.rename(columns={"dL_kl": "delta_L"})
+
+    gain = float(cases["gain"].iloc[0])
+    pilot_reach = traj[traj["method"].eq("sft") & traj["seed"].eq(cfg.seeds[0])].groupby("lr")["delta_star"].max()
+    assert gain == pytest.approx(cfg.advisor_gain_fraction * pilot_reach.min())
+    grid_dl = [observed_at_gain(held_out(lr), gain) for lr in sorted({*cfg.lrs, *cfg.advisor_grid_lrs})]
+    assert np.nanmin(grid_dl) <= cases["epsilon"].min() and cases["epsilon"].max() <= np.nanmax(grid_dl)
+    # the new runs are the extra grid LRs and the checks (seeds[1]) and any extra pilots (seeds[0])
+    assert set(new["seed"]) <= {cfg.seeds[0], cfg.seeds[1]} and not set(new["lr"]) & set(cfg.lrs)
+    for r in cases[cases["status"].eq("ok")].itertuples():
+        assert r.observed_delta_L == pytest.approx(observed_at_gain(held_out(r.recommended_lr), gain))
+        assert r.within_epsilon == (r.observed_delta_L <= r.epsilon * (1 + 1e-9))
+
+
+def test_advise_validate_on_llm_cli_honours_model(tmp_path, monkeypatch, one_thread):
+    """`advise --validate --on llm --quick` on a reduced quick config whose model spec is unusable, so the
+    run only works when --model replaces it."""
+    import json
+
+    from talr_theory import cli
+    from talr_theory.tiers import llm
+
+    quick = llm.Config.quick
+
+    def small(seed=0):
+        c = quick(seed=seed)
+        c.model, c.lrs, c.compare_lr, c.steps = "no-such-model", (3e-3, 1e-2), 1e-2, 2
+        c.advisor_grid_lrs, c.advisor_eps_fracs = (5e-3,), (0.5,)
+        return c
+
+    monkeypatch.setattr(llm.Config, "quick", staticmethod(small))
+    path = tmp_path / "v.json"
+    assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--model", "tiny-random",
+                     "--json", str(path)]) == 0
+    got = json.loads(path.read_text())
+    assert got["on"] == "llm" and got["model"] == "tiny-random" and got["scale"] == "quick"
+    assert got["n_cases"] == len(got["cases"]) == 1
+    assert {"n_certified", "frac_within_epsilon", "median_ratio_to_true_safe_lr", "n_cannot_certify"} <= set(got)
+    assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--json", str(path)]) == 2  # no-such-model
+
+
+def test_advise_validate_on_llm_quick_cli(tmp_path, one_thread):
+    import json
+
+    from talr_theory import cli
+
+    path = tmp_path / "v.json"
+    assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--json", str(path)]) == 0
+    got = json.loads(path.read_text())
+    assert got["model"] == "tiny-random" and got["n_cases"] == 3 and got["n_cases"] == len(got["cases"])
 
 
 @pytest.mark.slow
@@ -181,3 +252,19 @@ def test_config_errors_name_the_field():
     cfg.compare_lr = 0.5
     with pytest.raises(ValueError, match="compare_lr"):
         llm.run(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_advise_validate_on_llm_default_smollm2(tmp_path):
+    """The default validation on SmolLM2-135M (minutes): ≥ 4 cases, each certified one checked by a real run."""
+    import json
+
+    from talr_theory import cli
+
+    path = tmp_path / "v.json"
+    assert cli.main(["advise", "--validate", "--on", "llm", "--json", str(path)]) == 0
+    got = json.loads(path.read_text())
+    assert got["model"] == "smollm2-135m" and got["n_cases"] >= 4
+    for case in got["cases"]:
+        if case["status"] == "ok":
+            assert math.isfinite(case["observed_delta_L"]) and case["inside_pilot_range"]

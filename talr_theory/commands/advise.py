@@ -41,7 +41,9 @@ def register(subparsers) -> None:
         description="Estimate s (hard tokens per example), run short pilots at a few LRs, fit ΔL(P1) vs LR "
                     "at the requested domain gain and recommend the largest LR with ΔL(P1) ≤ ε, with a "
                     "bootstrap band. ΔL(P1) = KL(base || tuned) on base-model samples, nats per sample.")
-    p.add_argument("--model", default="smollm2-135m", help="model spec (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="model spec (default: smollm2-135m; with --validate --on llm: the llm tier's model, "
+                        "tiny-random with --quick)")
     p.add_argument("--data", default="medcalc-synth", help="SFT data spec (default: %(default)s)")
     p.add_argument("--epsilon", type=_epsilon, default=None,
                    help="tolerance on ΔL(P1), nats per sample, > 0 (required unless --validate)")
@@ -67,20 +69,44 @@ def register(subparsers) -> None:
                    help="instead of advising, validate the advisor on held-out runs in the synthetic lab "
                         "(exact ΔL(P1)) and print a JSON summary: n_cases, n_certified, frac_within_epsilon, "
                         "median ratio to the true largest safe LR")
-    p.add_argument("--quick", action="store_true", help="with --validate: the smaller case grid (20 cases)")
+    p.add_argument("--on", default="synthetic", choices=("synthetic", "llm"),
+                   help="with --validate: the synthetic lab (default), or the real-model tier's held-out SFT runs "
+                        "(ΔL(P1) = exact KL to the base model; SmolLM2-135M by default, a few minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help="with --validate: the smaller case grid (synthetic: 20 cases; llm: tiny-random, a pipeline "
+                        "check)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
-def _validate(args) -> int:
-    from talr_theory.tiers import advisor as stage
+def _validate_llm(args) -> tuple[dict, list[str], float]:
+    import time
 
-    cfg = stage.Config.quick(seed=args.seed) if args.quick else stage.Config(seed=args.seed)
-    result = stage.run(cfg, out=None, progress=not args.json)
-    summary = {**result.info["validation"], "scale": "quick" if args.quick else "default",
-               "elapsed_s": result.info["elapsed_s"], "notes": result.info["notes"]}
+    from talr_theory.tiers import llm
+
+    cfg = llm.Config.quick(seed=args.seed) if args.quick else llm.Config(seed=args.seed)
+    if args.model is not None:
+        cfg.model = args.model
+    t0 = time.perf_counter()
+    result = llm.run_advisor(cfg, out=None, progress=not args.json)
+    extra = {"on": "llm", "model": cfg.model, "data": cfg.data, "timings": result.info["timings"],
+             "cases": result.frames["advisor_cases"].to_dict("records")}
+    return {**result.info["advisor_validation"], **extra}, result.info["notes"], time.perf_counter() - t0
+
+
+def _validate(args) -> int:
+    if args.on == "llm":
+        summary, notes, elapsed = _validate_llm(args)
+    else:
+        from talr_theory.tiers import advisor as stage
+
+        cfg = stage.Config.quick(seed=args.seed) if args.quick else stage.Config(seed=args.seed)
+        result = stage.run(cfg, out=None, progress=not args.json)
+        summary = {**result.info["validation"], "on": "synthetic"}
+        notes, elapsed = result.info["notes"], result.info["elapsed_s"]
+    summary = {**summary, "scale": "quick" if args.quick else "default", "elapsed_s": elapsed, "notes": notes}
     out = human_stream(args.json)
-    for line in result.info["notes"]:
+    for line in notes:
         print(line, file=out)
     write_json(summary, args.json or "-")  # --validate always prints its JSON summary
     return 0
@@ -97,7 +123,7 @@ def run(args) -> int:
         print("talr-theory advise: error: --epsilon is required (a tolerance > 0 on ΔL(P1), nats per sample)",
               file=sys.stderr)
         return 2
-    advice = advise_model(args.model, args.data, args.epsilon, args.gain, format=args.format,
+    advice = advise_model(args.model or "smollm2-135m", args.data, args.epsilon, args.gain, format=args.format,
                           method=args.method, pilot_lrs=args.pilot_lrs, pilot_steps=args.pilot_steps,
                           batch_size=args.batch_size, n_train=args.n_train, n_eval=args.n_eval,
                           n_samples=args.n_samples, sample_len=args.sample_len, max_length=args.max_length,

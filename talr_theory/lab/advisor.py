@@ -221,6 +221,72 @@ def observed_at_gain(traj: pd.DataFrame, gain: float) -> float:
     return float(at["delta_L"].iloc[0]) if len(at) else float("nan")
 
 
+def tolerances_between(dls: np.ndarray, fracs: Sequence[float]) -> list[float]:
+    """Tolerances spread between the smallest and the largest measured ΔL (geometric when all are > 0)."""
+    lo, hi = float(np.min(dls)), float(np.max(dls))
+    if lo > 0:
+        return [lo * (hi / lo) ** f for f in fracs]
+    return [max(lo, 0.0) + f * (hi - max(lo, 0.0)) for f in fracs]
+
+
+def held_out_cases(run_pilot: Callable[[float], pd.DataFrame], run_held_out: Callable[[float], pd.DataFrame],
+                   pilot_lrs: Sequence[float], grid_lrs: Sequence[float], eps_fracs: Sequence[float],
+                   gain_fraction: float, extra_factor: float = 3.0, max_extra: int = 2, n_boot: int = 200,
+                   seed: int = 0) -> list[dict]:
+    """The advisor checked against held-out runs: one row per tolerance ε.
+
+    ``run_pilot(lr)`` trains an advisor pilot, ``run_held_out(lr)`` an independent run (another seed,
+    or the same deterministic runner); both return one trajectory (columns step, delta_star,
+    delta_L). The gain is ``gain_fraction`` × the smallest gain the pilots reach. The held-out grid
+    ``grid_lrs`` is read at that gain; the ε values lie between its smallest and largest ΔL
+    (:func:`tolerances_between` at ``eps_fracs``). Per ε: the advice (:func:`advise_with_pilots`,
+    pilots shared between tolerances, extra pilots through ``run_pilot``); the *true* largest safe
+    LR from the grid (the bracketing grid LRs and the chord between them, NaN when ε is not
+    bracketed by the grid); and, when certified, a held-out run at the recommended LR whose ΔL at
+    the gain is compared with ε.
+    """
+    if len(pilot_lrs) < 2 or len(grid_lrs) < 2:
+        raise ValueError(f"held_out_cases: need at least two pilot LRs and two grid LRs, got {list(pilot_lrs)} and "
+                         f"{list(grid_lrs)}")
+    cache: dict[float, pd.DataFrame] = {}
+    pilots = pd.concat([run_pilot(lr).assign(lr=lr) for lr in pilot_lrs], ignore_index=True)
+    for lr, g in pilots.groupby("lr"):
+        cache[float(lr)] = g
+    gain = gain_fraction * float(pilots.groupby("lr")["delta_star"].max().min())
+    if not gain > 0:
+        raise ValueError(f"held_out_cases: the pilots at {list(pilot_lrs)} did not improve the domain (Δ* ≤ 0)")
+    grid = np.array(sorted(grid_lrs), dtype=float)
+    grid_dl = np.array([observed_at_gain(run_held_out(lr), gain) for lr in grid])
+    ok = np.isfinite(grid_dl)
+    if ok.sum() < 2:
+        raise ValueError(f"held_out_cases: fewer than two held-out grid LRs reached the gain {gain:.3g} "
+                         f"(ΔL at the gain per grid LR: {dict(zip(grid.tolist(), grid_dl.tolist()))})")
+    eps_values = tolerances_between(grid_dl[ok], eps_fracs)
+    rows = []
+    for eps in eps_values:
+        adv = advise_with_pilots(run_pilot, pilot_lrs, eps, gain=gain, factor=extra_factor,
+                                 max_extra=max_extra, cache=cache, n_boot=n_boot, seed=seed)
+        kind, l_s, l_u = bracket(grid[ok], grid_dl[ok], eps)
+        if kind == "ok":
+            d_s, d_u = float(grid_dl[grid == l_s][0]), float(grid_dl[grid == l_u][0])
+            true_lr = chord_crossing(l_s, d_s, l_u, d_u, eps)
+        else:
+            true_lr = float("nan")  # beyond the grid: the ratio is not measured for this case
+        rec = adv["recommended_lr"]
+        observed = observed_at_gain(run_held_out(rec), gain) if rec is not None else float("nan")
+        pilot_range = sorted(cache)
+        rows.append({"epsilon": eps, "gain": gain, "status": adv["status"], "recommended_lr": rec,
+                     "observed_delta_L": observed,
+                     "within_epsilon": bool(observed <= eps * (1 + 1e-9)) if rec is not None else None,
+                     "inside_pilot_range": (bool(pilot_range[0] <= rec <= pilot_range[-1]) if rec is not None
+                                            else None),
+                     "true_safe_lr": true_lr, "grid_bracket": kind,
+                     "ratio_to_true": rec / true_lr if rec is not None and math.isfinite(true_lr) else float("nan"),
+                     "n_extra_pilots": len(adv["extra_pilot_lrs"]), "reason": adv["reason"] or "",
+                     "fit_lr": adv["fit_lr"] if adv["fit_lr"] is not None else float("nan")})
+    return rows
+
+
 def validate_in_synthetic(quick: bool = True, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Predicted vs observed ΔL(P1) at recommended and at held-out LRs in the synthetic lab (exact ΔL).
 

@@ -70,7 +70,7 @@ def parse_scenario(name: str) -> int:
 
 def _unit(cfg: Config, scenario: str, seed: int, lab) -> list[dict]:
     """All cases of one (scenario, seed): pilots, held-out grid, recommendations and their checks."""
-    from talr_theory.lab.advisor import advise_with_pilots, bracket, chord_crossing, observed_at_gain
+    from talr_theory.lab.advisor import held_out_cases
     from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
     from talr_theory.lab.empirical import run_trajectory
 
@@ -84,43 +84,9 @@ def _unit(cfg: Config, scenario: str, seed: int, lab) -> list[dict]:
         return run_trajectory(model, train_ex, "sft", lr, steps, max(1, steps // cfg.n_evals), general.delta_L,
                               lambda m: domain_nll(m, eval_ex), seed=seed)
 
-    cache: dict[float, pd.DataFrame] = {}
-    pilots = pd.concat([run(lr).assign(lr=lr) for lr in cfg.pilot_lrs], ignore_index=True)
-    for lr, g in pilots.groupby("lr"):
-        cache[float(lr)] = g
-    gain = cfg.gain_fraction * float(pilots.groupby("lr")["delta_star"].max().min())
-    grid = np.array(sorted(cfg.grid_lrs), dtype=float)
-    grid_dl = np.array([observed_at_gain(run(lr), gain) for lr in grid])
-    ok = np.isfinite(grid_dl)
-    lo, hi = float(np.min(grid_dl[ok])), float(np.max(grid_dl[ok]))
-    # Tolerances between the degradation at the smallest and the largest grid LR (geometric when positive).
-    if lo > 0:
-        eps_values = [lo * (hi / lo) ** f for f in cfg.eps_fracs]
-    else:
-        eps_values = [max(lo, 0.0) + f * (hi - max(lo, 0.0)) for f in cfg.eps_fracs]
-    rows = []
-    for eps in eps_values:
-        adv = advise_with_pilots(run, cfg.pilot_lrs, eps, gain=gain, factor=cfg.extra_factor,
-                                 max_extra=cfg.max_extra, cache=cache, n_boot=200, seed=seed)
-        kind, l_s, l_u = bracket(grid[ok], grid_dl[ok], eps)
-        if kind == "ok":
-            d_s, d_u = float(grid_dl[grid == l_s][0]), float(grid_dl[grid == l_u][0])
-            true_lr = chord_crossing(l_s, d_s, l_u, d_u, eps)
-        else:
-            true_lr = float("nan")  # beyond the grid: the ratio is not measured for this case
-        rec = adv["recommended_lr"]
-        observed = observed_at_gain(run(rec), gain) if rec is not None else float("nan")
-        pilot_range = sorted(cache)
-        rows.append({"epsilon": eps, "gain": gain, "status": adv["status"], "recommended_lr": rec,
-                     "observed_delta_L": observed,
-                     "within_epsilon": bool(observed <= eps * (1 + 1e-9)) if rec is not None else None,
-                     "inside_pilot_range": (bool(pilot_range[0] <= rec <= pilot_range[-1]) if rec is not None
-                                            else None),
-                     "true_safe_lr": true_lr, "grid_bracket": kind,
-                     "ratio_to_true": rec / true_lr if rec is not None and math.isfinite(true_lr) else float("nan"),
-                     "n_extra_pilots": len(adv["extra_pilot_lrs"]), "reason": adv["reason"] or "",
-                     "fit_lr": adv["fit_lr"] if adv["fit_lr"] is not None else float("nan")})
-    return rows
+    # Full-batch plain SGD is deterministic: the held-out runs differ from the pilots by their LRs.
+    return held_out_cases(run, run, cfg.pilot_lrs, cfg.grid_lrs, cfg.eps_fracs, cfg.gain_fraction,
+                          extra_factor=cfg.extra_factor, max_extra=cfg.max_extra, n_boot=200, seed=seed)
 
 
 def summarize(cases: pd.DataFrame) -> dict:

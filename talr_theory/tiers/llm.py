@@ -90,6 +90,13 @@ class Config:
     eval_batch_size: int = 32
     n_boot: int = 1000
     seed: int = 0
+    # The safe-LR advisor on held-out runs: pilots = SFT at ``lrs`` with seeds[0]; the held-out grid = SFT at
+    # ``lrs`` with seeds[1] plus new runs (seeds[1]) at ``advisor_grid_lrs``; () skips this part.
+    advisor_grid_lrs: tuple[float, ...] = (7e-5, 1.4e-4, 2.8e-4, 5.6e-4)
+    advisor_eps_fracs: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
+    advisor_gain_fraction: float = 0.25  # requested gain, as a fraction of the smallest gain the pilots reach
+    advisor_extra_factor: float = 3.0
+    advisor_max_extra: int = 1           # extra pilots (seeds[0]) per direction when ε is not bracketed
 
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
@@ -97,7 +104,8 @@ class Config:
                    compare_seeds=(0, 1), eval_every=1, batch_size=0,
                    compare_methods=("dft", "l2"), compare_lr=1e-2, n_samples=4, sample_len=8, general_blocks=4,
                    block_len=12, s_values=(1, 2, 4), n_groups=4, passage_len=24, p_easy=0.0, mask_threshold=0.0,
-                   epsilons=(1e-3, 1e-2), n_boot=200, seed=seed)
+                   epsilons=(1e-3, 1e-2), n_boot=200, seed=seed, advisor_grid_lrs=(5e-3, 2e-2),
+                   advisor_eps_fracs=(0.2, 0.45, 0.7))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,14 +346,40 @@ def _train_run(env, cfg: Config, method: str, lr: float, seed: int, examples=Non
     return [{**{k: r.get(k) for k in keep}, "method": label or method} for r in res.history]
 
 
-def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
+def _trajectories(env, cfg: Config, units: list[tuple[str, float, int]], out, progress: bool,
+                  masked: dict | None = None) -> pd.DataFrame:
+    """Training trajectories of ``units`` (method, lr, seed), persisted per unit in the tier's trajectory table."""
     from tqdm.auto import tqdm
 
+    table = results_table(out, NAME + "_trajectories", cfg, ["method", "lr", "seed", "step", "wise_alpha"])
+    done = table.load() if table is not None else None
+    rows = []
+    for method, lr, seed in tqdm(units, desc="llm trajectories", disable=not progress):
+        def compute(method=method, lr=lr, seed=seed):
+            if method.endswith("-only"):
+                return _train_run(env, cfg, "sft", lr, seed, masked[method.split("-")[0]], label=method)
+            return _train_run(env, cfg, method, lr, seed)
+
+        for r in ensure_rows(table, done, {"method": method, "lr": float(lr), "seed": int(seed)}, compute):
+            rows.append({**r, "method": method, "lr": float(lr), "seed": int(seed)})
+    traj = pd.DataFrame(rows).sort_values(["method", "lr", "seed", "step", "wise_alpha"], kind="stable")
+    return traj.reset_index(drop=True)
+
+
+def _check_config(cfg: Config) -> None:
     if cfg.compare_lr not in cfg.lrs:
         raise ValueError(f"llm tier config: compare_lr={cfg.compare_lr:g} must be one of lrs={list(cfg.lrs)} "
                          f"(the other methods are compared with SFT and TALR at that LR)")
     if len(cfg.lrs) < 2 or len(cfg.seeds) < 1:
         raise ValueError(f"llm tier config: needs at least 2 lrs and 1 seed, got lrs={list(cfg.lrs)}, seeds={list(cfg.seeds)}")
+
+
+def _advisor_enabled(cfg: Config) -> bool:
+    return bool(cfg.advisor_grid_lrs) and len(cfg.seeds) >= 2
+
+
+def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
+    _check_config(cfg)
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -366,19 +400,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     units += [("talr", cfg.compare_lr, s) for s in cfg.seeds]
     units += [(m, cfg.compare_lr, s) for m in cfg.compare_methods for s in cfg.compare_seeds]
     units += [(f"{k}-only", cfg.compare_lr, s) for k in ("hard", "easy") for s in cfg.compare_seeds]
-    table = results_table(out, NAME + "_trajectories", cfg, ["method", "lr", "seed", "step", "wise_alpha"])
-    done = table.load() if table is not None else None
-    rows = []
-    for method, lr, seed in tqdm(units, desc="llm trajectories", disable=not progress):
-        def compute(method=method, lr=lr, seed=seed):
-            if method.endswith("-only"):
-                return _train_run(env, cfg, "sft", lr, seed, masked[method.split("-")[0]], label=method)
-            return _train_run(env, cfg, method, lr, seed)
-
-        for r in ensure_rows(table, done, {"method": method, "lr": float(lr), "seed": int(seed)}, compute):
-            rows.append({**r, "method": method, "lr": float(lr), "seed": int(seed)})
-    traj = pd.DataFrame(rows).sort_values(["method", "lr", "seed", "step", "wise_alpha"], kind="stable")
-    traj = traj.reset_index(drop=True)
+    traj = _trajectories(env, cfg, units, out, progress, masked)
     timings["trajectories"] = time.perf_counter() - t0
 
     # --- probes and one-step lines -------------------------------------------------------------
@@ -388,8 +410,111 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
 
     frames, verdicts, info = _analyse(cfg, env, traj, lines, checks, masked)
     info["mask_threshold"] = theta
+
+    # --- the safe-LR advisor on held-out runs (reuses the SFT trajectories above) ----------------
+    t0 = time.perf_counter()
+    if _advisor_enabled(cfg):
+        adv_frames, adv_info = _advisor_part(env, cfg, traj, out, progress)
+        frames.update(adv_frames)
+        info["advisor_validation"] = adv_info["advisor_validation"]
+        info["notes"] = [*info["notes"], *adv_info["notes"]]
+        info["report_tables"] = {**info["report_tables"], **adv_info["report_tables"]}
+    else:
+        info["notes"] = [*info["notes"], "[llm] Safe-LR advisor on held-out runs: not run (needs advisor_grid_lrs "
+                                          "and two seeds)."]
+    timings["advisor"] = time.perf_counter() - t0
     info["timings"] = timings
     return TierResult(NAME, asdict(cfg), frames, verdicts, info)
+
+
+# ---------------------------------------------------------------------------------------------
+# The safe-LR advisor on held-out runs
+
+
+def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> tuple[dict, dict]:
+    """Advisor cases from the SFT trajectories at ``lrs`` (seeds[0]: pilots, seeds[1]: held-out grid) plus new runs.
+
+    New runs (held-out grid LRs, checks at recommended LRs, extra pilots) are persisted per (lr, seed)
+    in their own table, so a killed run resumes them. ΔL(P1) = ``dL_kl`` (exact KL to the base model).
+    """
+    from talr_theory.lab.advisor import held_out_cases
+    from talr_theory.tiers.advisor import summarize
+
+    pilot_seed, held_seed = int(cfg.seeds[0]), int(cfg.seeds[1])
+    sft = traj[traj["method"].eq("sft") & traj["status"].eq("ok")]
+    existing = {(float(lr), int(seed)): g for (lr, seed), g in sft.groupby(["lr", "seed"])}
+    missing = [(lr, s) for lr in cfg.lrs for s in (pilot_seed, held_seed) if (float(lr), s) not in existing]
+    if missing:
+        raise ValueError(f"llm advisor: no SFT trajectory at (lr, seed) {missing}")
+    table = results_table(out, NAME + "_advisor_runs", cfg, ["lr", "seed", "step"])
+    done = table.load() if table is not None else None
+    keep = ("step", "status", "delta_star", "accuracy", "dL_kl", "dL_kl_se", "dL_text", "dL_text_se")
+    new_runs: list[dict] = []
+
+    def trajectory(lr: float, seed: int) -> pd.DataFrame:
+        lr = float(lr)
+        if (lr, seed) in existing:
+            g = existing[(lr, seed)]
+        else:
+            def compute():
+                return [{k: r.get(k) for k in keep} for r in _train_run(env, cfg, "sft", lr, seed)]
+
+            got = ensure_rows(table, done, {"lr": lr, "seed": seed}, compute)
+            new_runs.extend({**r, "lr": lr, "seed": seed} for r in got)
+            g = pd.DataFrame(got)
+            g = g[g["status"].eq("ok")]
+            existing[(lr, seed)] = g
+        return g[["step", "delta_star", "dL_kl"]].rename(columns={"dL_kl": "delta_L"}).sort_values("step")
+
+    grid = sorted({*map(float, cfg.lrs), *map(float, cfg.advisor_grid_lrs)})
+    rows = held_out_cases(lambda lr: trajectory(lr, pilot_seed), lambda lr: trajectory(lr, held_seed),
+                          cfg.lrs, grid, cfg.advisor_eps_fracs, cfg.advisor_gain_fraction,
+                          extra_factor=cfg.advisor_extra_factor, max_extra=cfg.advisor_max_extra,
+                          n_boot=min(cfg.n_boot, 200), seed=cfg.seed)
+    cases = pd.DataFrame(rows).assign(scenario=cfg.data, pilot_seed=pilot_seed, held_out_seed=held_seed)
+    summary = summarize(cases)
+    runs = pd.DataFrame(new_runs, columns=["lr", "seed", *keep])
+    order = ("full batch: the same examples at every step as the pilots" if not cfg.batch_size
+             or cfg.batch_size >= len(env.train) else "another minibatch order")
+    notes = [
+        f"[llm] Safe-LR advisor on held-out runs ({cfg.model}, {cfg.data}; ΔL(P1) = KL to the base model, nats/"
+        f"sample; gain {cases['gain'].iloc[0]:.3g} nats/example = {cfg.advisor_gain_fraction:g} × the smallest gain "
+        f"of the pilots): pilots = SFT at LRs {list(cfg.lrs)} with seed {pilot_seed}; held-out grid = SFT at "
+        f"{len(grid)} LRs with seed {held_seed} ({order}); {summary['n_cases']} tolerances ε between "
+        f"the grid's ΔL at the gain. {summary['n_certified']} certified; the observed ΔL(P1) of a new seed-"
+        f"{held_seed} run at the recommended LR was ≤ ε in {summary['frac_within_epsilon']:.0%} of them; median "
+        f"recommended / true largest safe LR = {summary['median_ratio_to_true_safe_lr']:.2f} over "
+        f"{summary['n_ratio_measured']} cases (true LR: chord between the bracketing grid LRs); "
+        f"{summary['n_cannot_certify']} not certified (at most {cfg.advisor_max_extra} extra pilot(s) per direction)."]
+    return ({"advisor_cases": cases, "advisor_runs": runs},
+            {"advisor_validation": summary, "notes": notes,
+             "report_tables": {"Safe-LR advisor on held-out SFT runs (llm)": "advisor_cases"}})
+
+
+def run_advisor(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
+    """Only the tier's advisor part: setup, the SFT trajectories it reuses (``lrs`` × seeds[:2]) and its new runs.
+
+    The trajectories go to the tier's own trajectory table, so with the same ``out`` and config they
+    are shared with a full run of the tier (either reads what the other computed).
+    """
+    _check_config(cfg)
+    if not _advisor_enabled(cfg):
+        raise ValueError(f"llm advisor: needs advisor_grid_lrs and two seeds, got advisor_grid_lrs="
+                         f"{list(cfg.advisor_grid_lrs)}, seeds={list(cfg.seeds)}")
+    torch.manual_seed(cfg.seed)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    env = _setup(cfg)
+    timings["setup"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    traj = _trajectories(env, cfg, [("sft", lr, s) for lr in cfg.lrs for s in cfg.seeds[:2]], out, progress)
+    timings["trajectories"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frames, info = _advisor_part(env, cfg, traj, out, progress)
+    timings["advisor"] = time.perf_counter() - t0
+    info["timings"] = timings
+    info["summary"] = f"Safe-LR advisor validated on held-out SFT runs of {cfg.model} ({cfg.data})."
+    return TierResult(NAME, asdict(cfg), frames, [], info)
 
 
 def _probes_and_lines(env, cfg: Config, out, progress: bool):
@@ -673,4 +798,9 @@ def figures(result: TierResult, save) -> None:
     save(plots.probe_check(f["probe_check"]), "llm_probe_check")
     save(plots.tradeoff_at_equal_gain(f["comparison"]), "llm_tradeoff_equal_gain")
     save(plots.hard_easy(f["trajectories"]), "llm_hard_vs_easy")
+    if "advisor_cases" in f and len(f["advisor_cases"]):
+        from talr_theory.plotting.talr_map import advisor_cases
+
+        save(advisor_cases(f["advisor_cases"], title=f"Safe-LR advisor on held-out SFT runs ({result.config['model']})"),
+             "llm_advisor_held_out")
 
