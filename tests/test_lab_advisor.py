@@ -41,6 +41,25 @@ def test_recommendation_is_the_chord_crossing_inside_the_bracket():
     assert predict(adv, 0.02) == pytest.approx(d2, rel=1e-9)
 
 
+def test_replicate_pilots_bracket_with_the_upper_envelope():
+    """Two seeds per pilot LR: seed 1 degrades 1.3× more at every LR, so the advice must equal the advice
+    from seed 1 alone (a mean or the first seed would recommend a larger, unsafe LR)."""
+    k, p, gain = 2.0, 1.5, 1.0
+    eps = k * gain * 0.03**p
+    both = pd.concat([_trajectories(k, p).assign(seed=0), _trajectories(1.3 * k, p).assign(seed=1)],
+                     ignore_index=True)
+    adv = advise_from_trajectories(both, eps, gain)
+    alone = advise_from_trajectories(_trajectories(1.3 * k, p), eps, gain)
+    assert adv["status"] == alone["status"] == "ok"
+    assert adv["recommended_lr"] == pytest.approx(alone["recommended_lr"], rel=1e-12)
+    assert adv["recommended_lr"] < advise_from_trajectories(_trajectories(k, p), eps, gain)["recommended_lr"]
+    # an LR at which one replicate never reaches the gain gives no point
+    short = both[~((both["lr"] == 0.04) & (both["seed"] == 1) & (both["delta_star"] > 0.5))]
+    adv = advise_from_trajectories(short, eps, gain)
+    assert [pt["lam"] for pt in adv["pilot_points"]] == [0.01, 0.02]
+    assert adv["status"] == "cannot-certify" and adv["pilot_max_gain"][0.04] == pytest.approx(0.5)
+
+
 def test_unbracketed_tolerances_are_not_certified():
     traj = _trajectories()
     big = advise_from_trajectories(traj, 10.0, 1.0)
@@ -85,12 +104,15 @@ def test_advise_cli_on_a_real_tiny_model(capsys):
 
     rc = main(["advise", "--model", "stories260k", "--data", "medcalc-synth:40", "--epsilon", "0.05",
                "--pilot-lrs", "1e-4,1e-3,1e-2", "--pilot-steps", "3", "--n-train", "8", "--n-eval", "4",
-               "--n-samples", "4", "--sample-len", "16", "--json", "-"])
+               "--n-samples", "4", "--sample-len", "16", "--pilot-seeds", "2", "--json", "-"])
     assert rc == 0
     advice = json.loads(capsys.readouterr().out)
     assert advice["status"] in ("ok", "cannot-certify")
     pilots = sorted({r["lr"] for r in advice["pilot"]})
     assert len(pilots) >= 3
+    # two replicate runs per pilot LR (minibatch 4 of 8 examples: the seeds see different batches)
+    assert advice["pilot_seeds"] == [0, 1]
+    assert {(r["lr"], r["seed"]) for r in advice["pilot"]} == {(lr, s) for lr in pilots for s in (0, 1)}
     if advice["recommended_lr"] is not None:
         assert pilots[0] <= advice["recommended_lr"] <= pilots[-1]
     assert advice["s"]["0.2"]["mean"] >= 0

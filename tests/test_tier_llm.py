@@ -167,7 +167,8 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
 
 
 def _check_advisor_part(res, cfg):
-    """Pilots are seeds[0]'s SFT runs, the held-out grid and checks seeds[1]'s; ε lies within the grid's ΔL."""
+    """Pilots are the SFT runs at lrs × seeds (upper envelope over seeds); the held-out grid and the checks are
+    new runs with advisor_held_out_seed; ε lies within the grid's ΔL."""
     from talr_theory.lab.advisor import observed_at_gain
 
     cases, new = res.frames["advisor_cases"], res.frames["advisor_runs"]
@@ -175,21 +176,22 @@ def _check_advisor_part(res, cfg):
     assert any("Safe-LR advisor" in n for n in res.info["notes"])
     assert "advisor_cases" in res.info["report_tables"].values()
     traj = res.frames["trajectories"]
+    held = cfg.advisor_held_out_seed
 
     def held_out(lr):
-        src = traj[traj["method"].eq("sft") & traj["lr"].eq(lr) & traj["seed"].eq(cfg.seeds[1])]
-        if not len(src):
-            src = new[new["lr"].eq(lr) & new["seed"].eq(cfg.seeds[1])]
+        src = new[new["lr"].eq(lr) & new["seed"].eq(held)]
         assert len(src), f"no held-out run at {lr}"
         return src.rename(columns={"dL_kl": "delta_L"})
 
     gain = float(cases["gain"].iloc[0])
-    pilot_reach = traj[traj["method"].eq("sft") & traj["seed"].eq(cfg.seeds[0])].groupby("lr")["delta_star"].max()
+    sft = traj[traj["method"].eq("sft") & traj["seed"].isin(cfg.seeds) & traj["lr"].isin(cfg.lrs)]
+    pilot_reach = sft.groupby(["lr", "seed"])["delta_star"].max()
     assert gain == pytest.approx(cfg.advisor_gain_fraction * pilot_reach.min())
     grid_dl = [observed_at_gain(held_out(lr), gain) for lr in sorted({*cfg.lrs, *cfg.advisor_grid_lrs})]
     assert np.nanmin(grid_dl) <= cases["epsilon"].min() and cases["epsilon"].max() <= np.nanmax(grid_dl)
-    # the new runs are the extra grid LRs and the checks (seeds[1]) and any extra pilots (seeds[0])
-    assert set(new["seed"]) <= {cfg.seeds[0], cfg.seeds[1]} and not set(new["lr"]) & set(cfg.lrs)
+    # the new runs: the held-out grid and the checks (held-out seed) and any extra pilots (every pilot seed)
+    assert set(new["seed"]) <= {held, *cfg.seeds} and held in set(new["seed"])
+    assert not set(new.loc[new["seed"].isin(cfg.seeds), "lr"]) & set(cfg.lrs)
     for r in cases[cases["status"].eq("ok")].itertuples():
         assert r.observed_delta_L == pytest.approx(observed_at_gain(held_out(r.recommended_lr), gain))
         assert r.within_epsilon == (r.observed_delta_L <= r.epsilon * (1 + 1e-9))

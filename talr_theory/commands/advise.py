@@ -64,6 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-extra-pilots", type=int, default=3,
                    help="extra pilots beyond the pilot range (x3 to x10, towards the fit) when ε is not bracketed "
                         "(default: %(default)s)")
+    p.add_argument("--pilot-seeds", type=_positive_int, default=1,
+                   help="replicate runs (seeds seed..seed+N-1) per pilot LR; ε is bracketed by the largest ΔL(P1) "
+                        "over them, which covers the run-to-run spread the single-seed pilot misses "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validate", action="store_true",
                    help="instead of advising, validate the advisor on held-out runs in the synthetic lab "
@@ -127,7 +131,7 @@ def run(args) -> int:
                           method=args.method, pilot_lrs=args.pilot_lrs, pilot_steps=args.pilot_steps,
                           batch_size=args.batch_size, n_train=args.n_train, n_eval=args.n_eval,
                           n_samples=args.n_samples, sample_len=args.sample_len, max_length=args.max_length,
-                          max_extra=args.max_extra_pilots, seed=args.seed)
+                          max_extra=args.max_extra_pilots, seed=args.seed, pilot_seeds=args.pilot_seeds)
     out = human_stream(args.json)
     lr = advice["recommended_lr"]
     if lr is None:

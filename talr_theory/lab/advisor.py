@@ -65,15 +65,36 @@ def check_epsilon(epsilon) -> float:
     return eps
 
 
+def _runs(traj: pd.DataFrame):
+    """(lr, run) groups: one per pilot run; a ``seed`` column marks replicate runs at the same LR."""
+    return traj.groupby(["lr", "seed"] if "seed" in traj.columns else ["lr"])
+
+
+def pilot_reach(traj: pd.DataFrame) -> dict[float, float]:
+    """The largest Δ* each pilot LR reaches — in every one of its replicate runs (the smallest over seeds)."""
+    per_run = _runs(traj)["delta_star"].max().reset_index()
+    return {float(lr): float(g["delta_star"].min()) for lr, g in per_run.groupby("lr")}
+
+
 def points_at_gain(traj: pd.DataFrame, gain: float) -> pd.DataFrame:
-    """ΔL(P1) of each pilot LR at the moment it first reaches ``gain`` (LRs that never do are left out)."""
-    trajs = []
-    for lr, g in traj.groupby("lr"):
+    """ΔL(P1) of each pilot LR at the moment it first reaches ``gain``.
+
+    With replicate runs per LR (a ``seed`` column) the point is the *largest* ΔL over them — the
+    upper envelope, so the bracket also covers the run-to-run spread of the seeds measured — and an
+    LR counts only when every replicate reaches the gain. LRs that never do are left out.
+    """
+    trajs, keys = [], []
+    for key, g in _runs(traj):
         g = g.sort_values("step")
-        trajs.append((float(lr), g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float)))
-    at = interpolate_at_common_delta(trajs, [gain]).astype({"lam": float, "delta_L": float})
-    at = at[np.isfinite(at["delta_L"])]
-    return at[["lam", "delta_L"]].sort_values("lam").reset_index(drop=True)
+        keys.append(key[0] if isinstance(key, tuple) else key)
+        trajs.append((len(trajs), g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float)))
+    at = interpolate_at_common_delta(trajs, [gain]).astype({"delta_L": float})
+    at["lam"] = [float(keys[int(k)]) for k in at["lam"]]
+    n_runs = pd.Series(keys, dtype=float).value_counts()
+    # an LR with a replicate that never reaches the gain has fewer rows than runs: left out
+    at = at.groupby("lam", as_index=False)["delta_L"].agg(["max", "size"])
+    at = at[(at["size"].to_numpy() == n_runs.reindex(at["lam"]).to_numpy()) & np.isfinite(at["max"])]
+    return at.rename(columns={"max": "delta_L"})[["lam", "delta_L"]].sort_values("lam").reset_index(drop=True)
 
 
 def bracket(lams: np.ndarray, dls: np.ndarray, epsilon: float) -> tuple[str, float | None, float | None]:
@@ -104,7 +125,7 @@ def advise_from_trajectories(traj: pd.DataFrame, epsilon: float, gain: float | N
     for col in ("lr", "step", "delta_star", "delta_L"):
         if col not in traj.columns:
             raise KeyError(f"pilot trajectories lack column '{col}'")
-    reach = {float(lr): float(g["delta_star"].max()) for lr, g in traj.groupby("lr")}
+    reach = pilot_reach(traj)
     if gain is None:
         gain = 0.5 * min(reach.values())
     if not gain > 0:
@@ -185,7 +206,7 @@ def advise_with_pilots(run_pilot: Callable[[float], pd.DataFrame], pilot_lrs: Se
 
     lrs = sorted(float(x) for x in pilot_lrs)
     if gain is None:
-        gain = 0.5 * float(frame(lrs).groupby("lr")["delta_star"].max().min())
+        gain = 0.5 * min(pilot_reach(frame(lrs)).values())
     extra: list[float] = []
     while True:
         adv = advise_from_trajectories(frame(lrs), epsilon, gain, n_boot=n_boot, seed=seed)
@@ -252,7 +273,7 @@ def held_out_cases(run_pilot: Callable[[float], pd.DataFrame], run_held_out: Cal
     pilots = pd.concat([run_pilot(lr).assign(lr=lr) for lr in pilot_lrs], ignore_index=True)
     for lr, g in pilots.groupby("lr"):
         cache[float(lr)] = g
-    gain = gain_fraction * float(pilots.groupby("lr")["delta_star"].max().min())
+    gain = gain_fraction * min(pilot_reach(pilots).values())
     if not gain > 0:
         raise ValueError(f"held_out_cases: the pilots at {list(pilot_lrs)} did not improve the domain (Δ* ≤ 0)")
     grid = np.array(sorted(grid_lrs), dtype=float)
@@ -384,11 +405,14 @@ def advise_model(model: str, data: str, epsilon: float, gain: float | None = Non
                  method: str = "sft", pilot_lrs=(1e-5, 3e-5, 1e-4), pilot_steps: int = 4, batch_size: int = 4,
                  n_train: int = 16, n_eval: int = 8, n_samples: int = 8, sample_len: int = 32,
                  max_length: int | None = None, max_extra: int = 2, extra_factor: float = 3.0, seed: int = 0,
-                 progress: bool = True, loaded=None) -> dict:
+                 pilot_seeds: int = 1, progress: bool = True, loaded=None) -> dict:
     """Full advice on a real model: measured s, pilot trajectories (training core, AdamW), fitted LR.
 
     ΔL(P1) is KL(q0 || qθ) on base-model samples (nats per sample); the gain is in nats per held-out
-    domain example. Returns the advice dict plus ``s`` (scanner statistics) and ``pilot`` rows.
+    domain example. With ``pilot_seeds`` = k > 1 every pilot LR is trained with seeds seed..seed+k−1 (other
+    minibatch orders) and ε is bracketed by the largest ΔL over them (:func:`points_at_gain`): a
+    single-seed pilot does not see the run-to-run spread, which on a real model can exceed the chord's
+    margin. Returns the advice dict plus ``s`` (scanner statistics) and ``pilot`` rows.
     """
     import copy
 
@@ -405,6 +429,8 @@ def advise_model(model: str, data: str, epsilon: float, gain: float | None = Non
     epsilon = check_epsilon(epsilon)
     if len(pilot_lrs) < 2:
         raise ValueError("the advisor needs at least two pilot learning rates")
+    if pilot_seeds < 1:
+        raise ValueError(f"pilot_seeds must be >= 1, got {pilot_seeds}")
     loaded = loaded or load_model(model)
     context = context_length(loaded)
     max_length = context if max_length is None else int(max_length)
@@ -420,18 +446,21 @@ def advise_model(model: str, data: str, epsilon: float, gain: float | None = Non
     kl = SampleKL(loaded, n_samples, sample_len, seed=seed + 1)
     ce = CheckpointEvaluator(eval_enc.examples, pad_id=pad, batch_size=8)
     ce.set_baseline(loaded.model)
-    bar = tqdm(desc="advisor pilot", disable=not progress, total=len(pilot_lrs))
+    bar = tqdm(desc="advisor pilot", disable=not progress, total=len(pilot_lrs) * pilot_seeds)
 
-    def run_pilot(lr: float) -> pd.DataFrame:
+    def run_one(lr: float, run_seed: int) -> pd.DataFrame:
         work = copy.deepcopy(loaded.model)
         cfg = TrainConfig(method=method, lr=float(lr), optimizer="adamw", steps=pilot_steps,
-                          batch_size=batch_size, eval_every=1, seed=seed)
+                          batch_size=batch_size, eval_every=1, seed=run_seed)
         res = train(work, train_enc.examples, cfg, pad_id=pad, progress=False,
                     evaluator=lambda m, step: {"delta_star": ce(m, step)["delta_star"], "delta_L": kl(m)})
         bar.update()
         frame = pd.DataFrame([{"step": r["step"], "delta_star": r.get("delta_star"), "delta_L": r.get("delta_L"),
-                               "status": r.get("status")} for r in res.history])
+                               "status": r.get("status"), "seed": run_seed} for r in res.history])
         return frame[frame["status"].eq("ok")].dropna(subset=["delta_star", "delta_L"])
+
+    def run_pilot(lr: float) -> pd.DataFrame:
+        return pd.concat([run_one(lr, seed + k) for k in range(pilot_seeds)], ignore_index=True)
 
     cache: dict[float, pd.DataFrame] = {}
     advice = advise_with_pilots(run_pilot, pilot_lrs, epsilon, gain=gain, factor=extra_factor,
@@ -440,6 +469,7 @@ def advise_model(model: str, data: str, epsilon: float, gain: float | None = Non
     pilot = pd.concat([cache[lr] for lr in sorted(cache)], ignore_index=True)
     s02 = s_stats.get("0.2", {}).get("mean")
     advice.update({"model": loaded.spec, "data": data, "format": format, "method": method, "s": s_stats,
+                   "pilot_seeds": list(range(seed, seed + pilot_seeds)),
                    "max_length": max_length, "context_length": context,
                    "n_truncated": {"train": train_enc.n_truncated, "eval": eval_enc.n_truncated},
                    "units": {"delta_L": "KL(q0||qθ) nats per base-model sample",

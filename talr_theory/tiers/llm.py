@@ -90,13 +90,16 @@ class Config:
     eval_batch_size: int = 32
     n_boot: int = 1000
     seed: int = 0
-    # The safe-LR advisor on held-out runs: pilots = SFT at ``lrs`` with seeds[0]; the held-out grid = SFT at
-    # ``lrs`` with seeds[1] plus new runs (seeds[1]) at ``advisor_grid_lrs``; () skips this part.
+    # The safe-LR advisor on held-out runs: pilots = SFT at ``lrs`` with each of ``seeds`` (replicates: the
+    # advisor brackets ε with their upper envelope, covering the seed-to-seed spread it measured); the
+    # held-out grid = new SFT runs with ``advisor_held_out_seed`` (a minibatch order no pilot used) at ``lrs``
+    # and ``advisor_grid_lrs``; () skips this part.
+    advisor_held_out_seed: int = 2
     advisor_grid_lrs: tuple[float, ...] = (7e-5, 1.4e-4, 2.8e-4, 5.6e-4)
     advisor_eps_fracs: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
     advisor_gain_fraction: float = 0.25  # requested gain, as a fraction of the smallest gain the pilots reach
     advisor_extra_factor: float = 3.0
-    advisor_max_extra: int = 1           # extra pilots (seeds[0]) per direction when ε is not bracketed
+    advisor_max_extra: int = 1           # extra pilots (every pilot seed) per direction when ε is not bracketed
 
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
@@ -375,7 +378,7 @@ def _check_config(cfg: Config) -> None:
 
 
 def _advisor_enabled(cfg: Config) -> bool:
-    return bool(cfg.advisor_grid_lrs) and len(cfg.seeds) >= 2
+    return bool(cfg.advisor_grid_lrs) and cfg.advisor_held_out_seed not in cfg.seeds
 
 
 def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
@@ -421,7 +424,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
         info["report_tables"] = {**info["report_tables"], **adv_info["report_tables"]}
     else:
         info["notes"] = [*info["notes"], "[llm] Safe-LR advisor on held-out runs: not run (needs advisor_grid_lrs "
-                                          "and two seeds)."]
+                                          "and an advisor_held_out_seed that is not a pilot seed)."]
     timings["advisor"] = time.perf_counter() - t0
     info["timings"] = timings
     return TierResult(NAME, asdict(cfg), frames, verdicts, info)
@@ -432,7 +435,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
 
 
 def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> tuple[dict, dict]:
-    """Advisor cases from the SFT trajectories at ``lrs`` (seeds[0]: pilots, seeds[1]: held-out grid) plus new runs.
+    """Advisor cases: the SFT trajectories at ``lrs`` × ``seeds`` are the pilots; held-out runs use a new seed.
 
     New runs (held-out grid LRs, checks at recommended LRs, extra pilots) are persisted per (lr, seed)
     in their own table, so a killed run resumes them. ΔL(P1) = ``dL_kl`` (exact KL to the base model).
@@ -440,10 +443,10 @@ def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> 
     from talr_theory.lab.advisor import held_out_cases
     from talr_theory.tiers.advisor import summarize
 
-    pilot_seed, held_seed = int(cfg.seeds[0]), int(cfg.seeds[1])
+    pilot_seeds, held_seed = [int(x) for x in cfg.seeds], int(cfg.advisor_held_out_seed)
     sft = traj[traj["method"].eq("sft") & traj["status"].eq("ok")]
     existing = {(float(lr), int(seed)): g for (lr, seed), g in sft.groupby(["lr", "seed"])}
-    missing = [(lr, s) for lr in cfg.lrs for s in (pilot_seed, held_seed) if (float(lr), s) not in existing]
+    missing = [(lr, s) for lr in cfg.lrs for s in pilot_seeds if (float(lr), s) not in existing]
     if missing:
         raise ValueError(f"llm advisor: no SFT trajectory at (lr, seed) {missing}")
     table = results_table(out, NAME + "_advisor_runs", cfg, ["lr", "seed", "step"])
@@ -467,11 +470,15 @@ def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> 
         return g[["step", "delta_star", "dL_kl"]].rename(columns={"dL_kl": "delta_L"}).sort_values("step")
 
     grid = sorted({*map(float, cfg.lrs), *map(float, cfg.advisor_grid_lrs)})
-    rows = held_out_cases(lambda lr: trajectory(lr, pilot_seed), lambda lr: trajectory(lr, held_seed),
+    def pilots(lr: float) -> pd.DataFrame:  # replicate runs, one per pilot seed
+        return pd.concat([trajectory(lr, s).assign(seed=s) for s in pilot_seeds], ignore_index=True)
+
+    rows = held_out_cases(pilots, lambda lr: trajectory(lr, held_seed),
                           cfg.lrs, grid, cfg.advisor_eps_fracs, cfg.advisor_gain_fraction,
                           extra_factor=cfg.advisor_extra_factor, max_extra=cfg.advisor_max_extra,
                           n_boot=min(cfg.n_boot, 200), seed=cfg.seed)
-    cases = pd.DataFrame(rows).assign(scenario=cfg.data, pilot_seed=pilot_seed, held_out_seed=held_seed)
+    cases = pd.DataFrame(rows).assign(scenario=cfg.data, pilot_seeds=",".join(map(str, pilot_seeds)),
+                                      held_out_seed=held_seed)
     summary = summarize(cases)
     runs = pd.DataFrame(new_runs, columns=["lr", "seed", *keep])
     order = ("full batch: the same examples at every step as the pilots" if not cfg.batch_size
@@ -479,7 +486,8 @@ def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> 
     notes = [
         f"[llm] Safe-LR advisor on held-out runs ({cfg.model}, {cfg.data}; ΔL(P1) = KL to the base model, nats/"
         f"sample; gain {cases['gain'].iloc[0]:.3g} nats/example = {cfg.advisor_gain_fraction:g} × the smallest gain "
-        f"of the pilots): pilots = SFT at LRs {list(cfg.lrs)} with seed {pilot_seed}; held-out grid = SFT at "
+        f"of the pilots): pilots = SFT at LRs {list(cfg.lrs)} with seeds {pilot_seeds} (ε bracketed by the "
+        f"largest ΔL over the seeds at each LR); held-out grid = SFT at "
         f"{len(grid)} LRs with seed {held_seed} ({order}); {summary['n_cases']} tolerances ε between "
         f"the grid's ΔL at the gain. {summary['n_certified']} certified; the observed ΔL(P1) of a new seed-"
         f"{held_seed} run at the recommended LR was ≤ ε in {summary['frac_within_epsilon']:.0%} of them; median "
@@ -492,22 +500,23 @@ def _advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> 
 
 
 def run_advisor(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
-    """Only the tier's advisor part: setup, the SFT trajectories it reuses (``lrs`` × seeds[:2]) and its new runs.
+    """Only the tier's advisor part: setup, the SFT trajectories it reuses (``lrs`` × ``seeds``) and its new runs.
 
     The trajectories go to the tier's own trajectory table, so with the same ``out`` and config they
     are shared with a full run of the tier (either reads what the other computed).
     """
     _check_config(cfg)
     if not _advisor_enabled(cfg):
-        raise ValueError(f"llm advisor: needs advisor_grid_lrs and two seeds, got advisor_grid_lrs="
-                         f"{list(cfg.advisor_grid_lrs)}, seeds={list(cfg.seeds)}")
+        raise ValueError(f"llm advisor: needs advisor_grid_lrs and an advisor_held_out_seed outside seeds, got "
+                         f"advisor_grid_lrs={list(cfg.advisor_grid_lrs)}, seeds={list(cfg.seeds)}, "
+                         f"advisor_held_out_seed={cfg.advisor_held_out_seed}")
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     env = _setup(cfg)
     timings["setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    traj = _trajectories(env, cfg, [("sft", lr, s) for lr in cfg.lrs for s in cfg.seeds[:2]], out, progress)
+    traj = _trajectories(env, cfg, [("sft", lr, s) for lr in cfg.lrs for s in cfg.seeds], out, progress)
     timings["trajectories"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     frames, info = _advisor_part(env, cfg, traj, out, progress)
