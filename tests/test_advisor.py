@@ -97,13 +97,13 @@ def test_summary_counts_only_certified_cases():
 
 
 @pytest.mark.slow
-def test_validate_quick_meets_the_guarantee(capsys):
+def test_validate_quick_meets_the_guarantee(capsys, tmp_path):
     """`advise --validate --quick`: ≥ 20 cases, ≥ 10 certified, ≥ 90% of certified within ε (~35 s)."""
     import json
 
     from talr_theory.cli import main
 
-    assert main(["advise", "--validate", "--quick", "--json", "-"]) == 0
+    assert main(["advise", "--validate", "--quick", "--out", str(tmp_path), "--json", "-"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_cases"] >= 20 and out["n_certified"] >= 10
     assert out["frac_within_epsilon"] >= 0.9

@@ -216,12 +216,13 @@ def test_advise_validate_on_llm_cli_honours_model(tmp_path, monkeypatch, one_thr
     monkeypatch.setattr(llm.Config, "quick", staticmethod(small))
     path = tmp_path / "v.json"
     assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--model", "tiny-random",
-                     "--json", str(path)]) == 0
+                     "--out", str(tmp_path / "a"), "--json", str(path)]) == 0
     got = json.loads(path.read_text())
     assert got["on"] == "llm" and got["model"] == "tiny-random" and got["scale"] == "quick"
     assert got["n_cases"] == len(got["cases"]) == 1
     assert {"n_certified", "frac_within_epsilon", "median_ratio_to_true_safe_lr", "n_cannot_certify"} <= set(got)
-    assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--json", str(path)]) == 2  # no-such-model
+    assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--out", str(tmp_path / "b"),
+                     "--json", str(path)]) == 2  # no-such-model
 
 
 def test_advise_validate_on_llm_quick_cli(tmp_path, one_thread):
@@ -230,9 +231,14 @@ def test_advise_validate_on_llm_quick_cli(tmp_path, one_thread):
     from talr_theory import cli
 
     path = tmp_path / "v.json"
-    assert cli.main(["advise", "--validate", "--on", "llm", "--quick", "--json", str(path)]) == 0
+    args = ["advise", "--validate", "--on", "llm", "--quick", "--out", str(tmp_path / "o"), "--json", str(path)]
+    assert cli.main(args) == 0
     got = json.loads(path.read_text())
     assert got["model"] == "tiny-random" and got["n_cases"] == 3 and got["n_cases"] == len(got["cases"])
+    assert list((tmp_path / "o" / "results").glob("llm_advisor_runs-*"))  # every new run is stored
+    assert cli.main(args) == 0  # a rerun with the same --out reads the stored runs: the same cases
+    again = json.loads(path.read_text())
+    assert again["cases"] == got["cases"]
 
 
 @pytest.mark.slow
@@ -264,7 +270,7 @@ def test_advise_validate_on_llm_default_smollm2(tmp_path):
     from talr_theory import cli
 
     path = tmp_path / "v.json"
-    assert cli.main(["advise", "--validate", "--on", "llm", "--json", str(path)]) == 0
+    assert cli.main(["advise", "--validate", "--on", "llm", "--out", str(path.parent / "o"), "--json", str(path)]) == 0
     got = json.loads(path.read_text())
     assert got["model"] == "smollm2-135m" and got["n_cases"] >= 4
     for case in got["cases"]:

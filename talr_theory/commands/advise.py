@@ -79,8 +79,15 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="with --validate: the smaller case grid (synthetic: 20 cases; llm: tiny-random, a pipeline "
                         "check)")
+    p.add_argument("--out", default=None,
+                   help="with --validate: folder where every run is stored, so a killed validation resumes when "
+                        "rerun with the same --out (default: runs/advise-validate-ON[-quick])")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def _validate_out(args) -> str:
+    return args.out or f"runs/advise-validate-{args.on}" + ("-quick" if args.quick else "")
 
 
 def _validate_llm(args) -> tuple[dict, list[str], float]:
@@ -92,7 +99,7 @@ def _validate_llm(args) -> tuple[dict, list[str], float]:
     if args.model is not None:
         cfg.model = args.model
     t0 = time.perf_counter()
-    result = llm.run_advisor(cfg, out=None, progress=not args.json)
+    result = llm.run_advisor(cfg, out=_validate_out(args), progress=not args.json)
     extra = {"on": "llm", "model": cfg.model, "data": cfg.data, "timings": result.info["timings"],
              "cases": result.frames["advisor_cases"].to_dict("records")}
     return {**result.info["advisor_validation"], **extra}, result.info["notes"], time.perf_counter() - t0
@@ -105,10 +112,11 @@ def _validate(args) -> int:
         from talr_theory.tiers import advisor as stage
 
         cfg = stage.Config.quick(seed=args.seed) if args.quick else stage.Config(seed=args.seed)
-        result = stage.run(cfg, out=None, progress=not args.json)
+        result = stage.run(cfg, out=_validate_out(args), progress=not args.json)
         summary = {**result.info["validation"], "on": "synthetic"}
         notes, elapsed = result.info["notes"], result.info["elapsed_s"]
-    summary = {**summary, "scale": "quick" if args.quick else "default", "elapsed_s": elapsed, "notes": notes}
+    summary = {**summary, "scale": "quick" if args.quick else "default", "elapsed_s": elapsed,
+               "out": _validate_out(args), "notes": notes}
     out = human_stream(args.json)
     for line in notes:
         print(line, file=out)

@@ -381,13 +381,17 @@ def _advisor_enabled(cfg: Config) -> bool:
     return bool(cfg.advisor_grid_lrs) and cfg.advisor_held_out_seed not in cfg.seeds
 
 
-def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
-    _check_config(cfg)
+def _start(cfg: Config) -> tuple[SimpleNamespace, dict[str, float]]:
+    """Seeded setup of the tier (model, data, cached activations, measures) and its timing record."""
     torch.manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     env = _setup(cfg)
-    timings["setup"] = time.perf_counter() - t0
+    return env, {"setup": time.perf_counter() - t0}
+
+
+def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
+    _check_config(cfg)
+    env, timings = _start(cfg)
 
     # --- trajectories: SFT/TALR over LRs × seeds, other methods at one LR, hard/easy masks --------
     t0 = time.perf_counter()
@@ -510,11 +514,7 @@ def run_advisor(cfg: Config, out: str | Path | None = None, progress: bool = Tru
         raise ValueError(f"llm advisor: needs advisor_grid_lrs and an advisor_held_out_seed outside seeds, got "
                          f"advisor_grid_lrs={list(cfg.advisor_grid_lrs)}, seeds={list(cfg.seeds)}, "
                          f"advisor_held_out_seed={cfg.advisor_held_out_seed}")
-    torch.manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    env = _setup(cfg)
-    timings["setup"] = time.perf_counter() - t0
+    env, timings = _start(cfg)
     t0 = time.perf_counter()
     traj = _trajectories(env, cfg, [("sft", lr, s) for lr in cfg.lrs for s in cfg.seeds], out, progress)
     timings["trajectories"] = time.perf_counter() - t0
