@@ -219,18 +219,14 @@ def _pair_predictions(pairs: pd.DataFrame) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
-def _predicted_sign(pairs: pd.DataFrame) -> float:
-    """Fraction of (seed, gain) pairs where the linearised condition predicts that the reweighting wins."""
+def _predicted_summary(pairs: pd.DataFrame) -> tuple[float, float]:
+    """(fraction of (seed, gain) pairs where the condition predicts a win, geometric mean of the predicted
+    ratio over the pairs where it is finite and positive); NaN where nothing is defined."""
     pred = _pair_predictions(pairs)
-    pred = pred[~np.isnan(pred)]
-    return float(np.mean(pred < 1)) if pred.size else float("nan")
-
-
-def _predicted_ratio(pairs: pd.DataFrame) -> float:
-    """Geometric mean of the predicted ratio over (seed, gain) pairs where it is finite and positive."""
-    pred = _pair_predictions(pairs)
-    pred = pred[np.isfinite(pred) & (pred > 0)]
-    return float(np.exp(np.mean(np.log(pred)))) if pred.size else float("nan")
+    known = pred[~np.isnan(pred)]
+    pos = pred[np.isfinite(pred) & (pred > 0)]
+    return (float(np.mean(known < 1)) if known.size else float("nan"),
+            float(np.exp(np.mean(np.log(pos)))) if pos.size else float("nan"))
 
 
 def ratio_cells(frame: pd.DataFrame, cfg: Config, regime: str = "equal_lr") -> tuple[pd.DataFrame, list]:
@@ -247,6 +243,7 @@ def ratio_cells(frame: pd.DataFrame, cfg: Config, regime: str = "equal_lr") -> t
         for cell_vals, cell in pairs.groupby(list(CELL_KEYS), sort=True):
             info = dict(zip(CELL_KEYS, cell_vals))
             info.update(w_min=w_min, tau_rule=rule)
+            win_frac, pred_ratio = _predicted_summary(cell)
             ratio = paired_ratio(cell["delta_L_w"], cell["delta_L_s"], cell["seed"], n_boot=cfg.n_boot,
                                  seed=cfg.seed)
             label = cell_label(method, info)
@@ -261,8 +258,7 @@ def ratio_cells(frame: pd.DataFrame, cfg: Config, regime: str = "equal_lr") -> t
                         & (sub["hard"] == info["hard"])]
             rows.append({"regime": regime, "method": method, **info, "ratio": ratio.estimate, "ci_lo": ratio.ci[0],
                          "ci_hi": ratio.ci[1], "n_pairs": ratio.n_pairs, "n_units": ratio.n_units,
-                         "verdict": v.verdict, "predicted_win_fraction": _predicted_sign(cell),
-                         "predicted_ratio": _predicted_ratio(cell),
+                         "verdict": v.verdict, "predicted_win_fraction": win_frac, "predicted_ratio": pred_ratio,
                          "easy_share": float(steps["easy_share"].mean()),
                          "reached_fraction": float(steps.drop_duplicates("seed")["reached"].mean())})
     return pd.DataFrame(rows), verdicts
