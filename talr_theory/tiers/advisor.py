@@ -17,6 +17,7 @@ Scenarios: ``s<k>`` is the lab's domain with k hard concept tokens per example (
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -79,6 +80,7 @@ def _unit(cfg: Config, scenario: str, seed: int, lab) -> list[dict]:
     train_ex = make_domain_examples(source, dcfg, cfg.n_train, seed=seed * 1000 + 555)
     eval_ex = make_domain_examples(source, dcfg, cfg.n_eval, seed=seed * 1000 + 556, prefix="eval")
 
+    @functools.cache  # deterministic: a grid LR equal to a pilot LR is trained once
     def run(lr: float) -> pd.DataFrame:
         steps = int(math.ceil(cfg.step_budget / lr))
         return run_trajectory(model, train_ex, "sft", lr, steps, max(1, steps // cfg.n_evals), general.delta_L,
