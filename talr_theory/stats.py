@@ -114,3 +114,35 @@ def fit_power_law(
         cis.append((float(lo), float(hi)))
     return PowerLawFit(names, tuple(float(c) for c in coef[1:]), tuple(cis), float(coef[0]), r2, len(y),
                        len(unique), len(boots))
+
+
+def hierarchical_bootstrap_ci(
+    groups: Sequence[np.ndarray],
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Two-stage percentile bootstrap: resample seeds (``groups``), then units within each drawn seed.
+
+    ``groups[i]`` holds seed i's units (first axis; a unit may be a row of several columns, e.g. a
+    paired (method, baseline) measurement). Each replicate draws len(groups) seeds with replacement,
+    then, within each drawn seed, as many of its units with replacement, and applies ``statistic``
+    to the concatenated rows. Training randomness (seeds) and evaluation randomness (units) are both
+    resampled, so two runs at different seeds give intervals that can overlap. One group is an
+    ordinary bootstrap over its units.
+    """
+    arrs = [np.asarray(g, dtype=np.float64) for g in groups]
+    arrs = [a for a in arrs if a.shape[0] > 0]
+    if not arrs:
+        raise ValueError("hierarchical_bootstrap_ci needs at least one non-empty group")
+    rng = np.random.default_rng(seed)
+    n = len(arrs)
+    stats = np.empty(n_boot, dtype=np.float64)
+    for b in range(n_boot):
+        picks = rng.integers(0, n, size=n)
+        rows = [arrs[p][rng.integers(0, arrs[p].shape[0], size=arrs[p].shape[0])] for p in picks]
+        stats[b] = statistic(np.concatenate(rows, axis=0))
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.nanquantile(stats, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)

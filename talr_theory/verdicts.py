@@ -18,6 +18,14 @@ recompute it from the JSON:
 Intervals are inclusive at both ends. A point claim without an alternative can never be
 ``agrees`` (there is nothing the interval could have ruled out): it is ``uninformative`` unless the
 interval excludes the paper's value.
+
+Power: an interval resting on fewer than :data:`MIN_UNITS` independent units (``n_units``) cannot
+cover reliably (with 3 units a percentile interval is [min, max], coverage ≈ 75%), so such a record
+is ``uninformative`` whatever its interval, and its note says why.
+
+Each record also says which question it answers (``protocol``): ``paper`` — the paper's own yardstick
+(its protocol, threshold and comparison), judged first; ``stricter`` — a stricter reading this toolkit
+adds, reported beside it and labelled. The claim registry (``talr_theory.claims``) holds both per claim.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 LABELS = ("agrees", "disagrees", "uninformative", "code-check")
+PROTOCOLS = ("paper", "stricter")
+# Fewer independent units than this behind an interval: the verdict is "uninformative" (docs/theory.md §4).
+MIN_UNITS = 10
 
 Value = float | tuple[float, float] | None
 
@@ -56,12 +67,18 @@ def _overlaps(lo: float, hi: float, value: float | tuple[float, float]) -> bool:
     return lo <= value <= hi
 
 
-def judge(ci_lo, ci_hi, paper_value, alternative_value=None) -> str:
-    """The verdict label from an interval and the claim's values (see the module docstring)."""
+def judge(ci_lo, ci_hi, paper_value, alternative_value=None, n_units: int | None = None) -> str:
+    """The verdict label from an interval and the claim's values (see the module docstring).
+
+    ``n_units`` (when given): the number of independent units behind the interval; fewer than
+    :data:`MIN_UNITS` make the label ``uninformative``.
+    """
     paper = _as_value(paper_value)
     alt = _as_value(alternative_value)
     if paper is None:
         raise ValueError("judge needs a paper_value (use code_check for identities and bounds)")
+    if n_units is not None and int(n_units) < MIN_UNITS:
+        return "uninformative"
     if not (_finite(ci_lo) and _finite(ci_hi)) or float(ci_lo) > float(ci_hi):
         return "uninformative"
     lo, hi = float(ci_lo), float(ci_hi)
@@ -92,10 +109,15 @@ class Verdict:
     alternative_value: Value
     verdict: str
     note: str = ""
+    protocol: str = "paper"
+    n_units: int | None = None
+    n_seeds: int | None = None
 
     def __post_init__(self):
         if self.verdict not in LABELS:
             raise ValueError(f"verdict must be one of {LABELS}, got {self.verdict!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
 
     @property
     def estimate_outside_ci(self) -> bool:
@@ -118,7 +140,9 @@ class Verdict:
     @classmethod
     def from_dict(cls, d: dict) -> Verdict:
         keep = {k: d.get(k) for k in ("claim", "tier", "quantity", "estimate", "ci_lo", "ci_hi",
-                                       "paper_value", "alternative_value", "verdict", "note")}
+                                       "paper_value", "alternative_value", "verdict", "note", "protocol",
+                                       "n_units", "n_seeds")}
+        keep["protocol"] = keep["protocol"] or "paper"
         for k in ("estimate", "ci_lo", "ci_hi"):
             keep[k] = float("nan") if keep[k] is None else float(keep[k])
         for k in ("paper_value", "alternative_value"):
@@ -139,12 +163,20 @@ class Verdict:
 
 
 def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[float] | None,
-            paper_value, alternative_value=None, note: str = "") -> Verdict:
-    """Build a record whose label is :func:`judge` of its own fields."""
+            paper_value, alternative_value=None, note: str = "", protocol: str = "paper",
+            n_units: int | None = None, n_seeds: int | None = None) -> Verdict:
+    """Build a record whose label is :func:`judge` of its own fields.
+
+    With ``n_units`` below :data:`MIN_UNITS` the label is ``uninformative`` and the note says why.
+    """
     lo, hi = (float("nan"), float("nan")) if ci is None else (float(ci[0]), float(ci[1]))
     est = float("nan") if estimate is None else float(estimate)
+    if n_units is not None and int(n_units) < MIN_UNITS:
+        note = (f"{note} Only {int(n_units)} independent units (< {MIN_UNITS}): too few for an interval "
+                "that covers, so not counted as evidence.").strip()
     return Verdict(claim, tier, quantity, est, lo, hi, _as_value(paper_value), _as_value(alternative_value),
-                   judge(lo, hi, paper_value, alternative_value), note)
+                   judge(lo, hi, paper_value, alternative_value, n_units), note, protocol,
+                   None if n_units is None else int(n_units), None if n_seeds is None else int(n_seeds))
 
 
 def code_check(claim: str, tier: str, quantity: str, estimate: float, note: str = "") -> Verdict:
