@@ -157,6 +157,29 @@ def ensure_rows(table: ResultsTable | None, done: pd.DataFrame | None, key: dict
     return rows
 
 
+
+def collect_units(out: str | os.PathLike | None, name: str, config, key_fields: Sequence[str],
+                  units: Sequence[dict], compute: Callable[..., list[dict]], progress: bool = False,
+                  desc: str | None = None) -> pd.DataFrame:
+    """The one resumable per-unit loop: every unit's rows, computed once and persisted under ``out``.
+
+    ``units`` are dicts over ``key_fields``; ``compute(**unit)`` returns that unit's rows. With ``out``
+    the rows go to ``results_table(out, name, config, key_fields)`` one unit at a time, so a killed run
+    resumes without losing or duplicating a unit. Each returned row carries its unit's key fields.
+    """
+    from tqdm.auto import tqdm
+
+    table = results_table(out, name, config, key_fields)
+    done = table.load() if table is not None else None
+    rows = []
+    for key in tqdm(list(units), desc=desc or name, disable=not progress, leave=False):
+        missing = set(key_fields) - set(key)
+        if missing:
+            raise ValueError(f"unit {key!r} lacks key fields {sorted(missing)}")
+        for r in ensure_rows(table, done, key, lambda key=key: compute(**key)):
+            rows.append({**r, **key})
+    return pd.DataFrame(rows)
+
 # ----------------------------------------------------------------------------------------------
 # Verdicts from fitted exponents
 
