@@ -84,6 +84,9 @@ def fit_power_law(
     logx = np.column_stack([np.log(np.asarray(regressors[k], dtype=np.float64)) for k in names])
     if np.any(y <= 0) or not np.all(np.isfinite(logx)):
         raise ValueError("fit_power_law needs positive y and positive regressors")
+    if len(y) < len(names) + 1:  # too few points to identify the exponents: say so with NaNs, not warnings
+        nan = float("nan")
+        return PowerLawFit(names, (nan,) * len(names), ((nan, nan),) * len(names), nan, nan, len(y))
     logy = np.log(y)
     coef = _lstsq_loglog(logy, logx)
     resid = logy - np.column_stack([np.ones_like(logy), logx]) @ coef

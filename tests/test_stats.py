@@ -61,3 +61,16 @@ def test_bad_input_is_named():
         hierarchical_bootstrap_ci([np.array([])])
     with pytest.raises(ValueError, match="n_boot"):
         hierarchical_bootstrap_ci([np.ones(3)], n_boot=0)
+
+
+def test_power_law_fit_recovers_known_exponents_and_says_when_it_cannot():
+    from talr_theory.stats import fit_power_law
+
+    eps = np.repeat([0.01, 0.03, 0.1, 0.3], 3)
+    s = np.tile([1.0, 4.0, 16.0], 4)
+    y = 2.0 * eps**1.0 * s**-0.5
+    fit = fit_power_law(y, {"eps": eps, "s": s}, n_boot=200)
+    assert fit.exponent("eps") == pytest.approx(1.0) and fit.exponent("s") == pytest.approx(-0.5)
+    assert fit.log_prefactor == pytest.approx(np.log(2.0))
+    few = fit_power_law([1.0], {"eps": [0.1]})
+    assert np.isnan(few.exponent("eps")) and few.n == 1
