@@ -21,9 +21,11 @@ verdicts are marked † and never counted in the totals.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from talr_theory.claims import CLAIMS, METHOD_NAMES, PAPER_AVERAGES, base_id, qualifier
@@ -63,15 +65,17 @@ def proxy_note(result: TierResult) -> str:
     if result.info.get("proxy"):
         return str(result.info["proxy"])
     n = result.config.get("n_blocks")
-    return f"last {n} blocks trained" if result.config.get("model") and isinstance(n, int) else ""
+    if not (result.config.get("model") and isinstance(n, int)):
+        return ""
+    return "last block trained" if n == 1 else f"last {n} blocks trained"
 
 
 def stage_label(result: TierResult) -> str:
-    """The stage's name, with its model and proxy where it has them: ``llm (SmolLM2-135M-Instruct, last 4 …)``."""
+    """The stage's name, with its model and proxy where it has them: ``llm: SmolLM2-135M-Instruct, last 4 …``."""
     parts = [model_name(result.config["model"])] if result.config.get("model") else []
     if proxy_note(result):
         parts.append(proxy_note(result))
-    return f"{result.tier} ({', '.join(parts)})" if parts else result.tier
+    return f"{result.tier}: {', '.join(parts)}" if parts else result.tier
 
 
 def fmt_cell(v) -> str:
@@ -88,6 +92,13 @@ def fmt_cell(v) -> str:
         return ", ".join(fmt_cell(x) for x in v)
     if isinstance(v, dict):
         return ", ".join(f"{k} {fmt_cell(x)}" for k, x in v.items())
+    if isinstance(v, np.ndarray):
+        return fmt_cell(v.tolist())
+    if isinstance(v, str) and v[:1] in "[{" and v[-1:] in "]}":
+        try:  # a list or dict stored as JSON text (object columns of a saved stage)
+            return fmt_cell(json.loads(v))
+        except ValueError:
+            return v
     return str(v)
 
 

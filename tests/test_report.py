@@ -34,7 +34,7 @@ def test_claims_table_rows_are_known_in_advance():
         {"claim": "thm3.2_s_exponent[SFT]", "stage": "exact", "the paper says": CLAIMS["thm3.2_s_exponent"].short,
          "paper's protocol": "**disagrees** -0.9 [-1.1, -0.7]", "stricter reading": "**agrees** -0.5 [-0.6, -0.4]",
          "paper's number": "—"},
-        {"claim": "talr_vs_sft[P1=text]", "stage": "llm (SmolLM2-135M-Instruct, last 4 blocks trained)",
+        {"claim": "talr_vs_sft[P1=text]", "stage": "llm: SmolLM2-135M-Instruct, last 4 blocks trained",
          "the paper says": CLAIMS["talr_vs_sft"].short, "paper's protocol": "**agrees** 0.8 [0.7, 0.9]",
          "stricter reading": "—",
          "paper's number": "Table 2, TALR − SFT at LR 5e-6: domain −0.017, general +0.121"},
@@ -91,6 +91,8 @@ def test_values_are_formatted_for_people():
     assert report.model_name("smollm2-135m") == "SmolLM2-135M-Instruct"
     assert report.model_name("tiny-random:3").startswith("tiny-random")
     assert report.model_name("/home/someone/models/my-model/") == "my-model"
+    assert report.fmt_cell("[0.49753122999682803, 0.49858246620830904]") == "[0.498, 0.499]"
+    assert report.fmt_cell("[not json]") == "[not json]"
     table = report.md_table(pd.DataFrame({"range": [(0.0, 1.0)], "alt": [None]}))
     assert "(0.0, 1.0)" not in table and "None" not in table and "[0, 1]" in table
 
