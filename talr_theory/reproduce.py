@@ -86,6 +86,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     (out / "report.md").write_text(text)
     summary = {"config": dataclasses.asdict(cfg), "version": __version__, "total_s": total,
                "timings_s": store.timings, "resumed_stages": store.resumed, "discarded_stages": store.discarded,
+               "pipeline_check_stages": pipeline,
                "verdicts": [v.to_dict() for r in results for v in r.verdicts],
                "stages": {r.tier: r.to_json() for r in results}, "figures": written}
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, default=str))
