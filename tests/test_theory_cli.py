@@ -83,4 +83,4 @@ def test_json_file_and_tables(tmp_path, capsys):
 
 def test_model_flag_is_refused_for_tiers_without_a_model(capsys):
     assert main(["bounds", "--tier", "exact", "--quick", "--model", "tiny-random"]) == 2
-    assert "--model applies to --tier llm only" in capsys.readouterr().err
+    assert "--model does not apply to --tier exact" in capsys.readouterr().err

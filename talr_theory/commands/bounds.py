@@ -46,7 +46,8 @@ def run(args) -> int:
     cfg = mod.Config.quick(seed=args.seed) if args.quick else mod.Config(seed=args.seed)
     if args.model:
         if not any(f.name == "model" for f in dataclasses.fields(cfg)):
-            raise ValueError(f"--model applies to --tier llm only, not --tier {args.tier}")
+            raise ValueError(f"--model does not apply to --tier {args.tier}: that stage has no model "
+                             "(it applies to stages that load one, e.g. --tier llm)")
         cfg = dataclasses.replace(cfg, model=args.model)
     result = mod.run(cfg, args.out, progress=not args.no_progress)
     if args.out:
