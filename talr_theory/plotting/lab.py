@@ -104,15 +104,22 @@ ADVISOR_SETTING = ("synthetic lab: tiny Llama pretrained on a Markov source, exa
                    "SFT, full-batch SGD; s = hard tokens per example")
 
 
+def _domain_label(scenario) -> str:
+    """'s3' (the synthetic lab's domain with 3 hard tokens per example) -> 's = 3'; other names as they are."""
+    text = str(scenario)
+    return f"s = {text[1:]}" if text[:1] == "s" and text[1:].isdigit() else text
+
+
 def advisor_validation(cases: pd.DataFrame, setting: str = ADVISOR_SETTING):
     """The advisor on held-out runs (the ``advisor`` stage's cases): is the promise ΔL(P1) ≤ ε kept, how conservative?
 
     Left: observed ΔL(P1) of a new run at the recommended LR against the requested ε, certified cases
     only (on or below the dashed y = x line: kept). Right: recommended / true largest safe LR (below one:
-    conservative). ``setting`` names the model, data and protocol in the title.
+    conservative). ``setting`` names the model, data and protocol in the title (the default: the
+    synthetic lab's; a real-model caller names its model, data and seeds).
     """
     cert = cases[cases["status"] == "ok"].copy()
-    cert["domain"] = [f"s = {str(sc).lstrip('s')}" for sc in cert["scenario"]]
+    cert["domain"] = [_domain_label(sc) for sc in cert["scenario"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     sns.scatterplot(data=cert, x="epsilon", y="observed_delta_L", hue="domain", style="domain", s=60, ax=axes[0])
     vals = cert[["epsilon", "observed_delta_L"]].to_numpy(float)
