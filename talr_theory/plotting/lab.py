@@ -121,7 +121,9 @@ def advisor_validation(cases: pd.DataFrame, setting: str = ADVISOR_SETTING):
     cert = cases[cases["status"] == "ok"].copy()
     cert["domain"] = [_domain_label(sc) for sc in cert["scenario"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    sns.scatterplot(data=cert, x="epsilon", y="observed_delta_L", hue="domain", style="domain", s=60, ax=axes[0])
+    order = sorted(cert["domain"].unique())
+    sns.scatterplot(data=cert, x="epsilon", y="observed_delta_L", hue="domain", style="domain", hue_order=order,
+                    style_order=order, s=60, ax=axes[0])
     vals = cert[["epsilon", "observed_delta_L"]].to_numpy(float)
     vals = vals[np.isfinite(vals) & (vals > 0)]
     if vals.size:
@@ -134,7 +136,8 @@ def advisor_validation(cases: pd.DataFrame, setting: str = ADVISOR_SETTING):
     if axes[0].get_legend() is not None:
         axes[0].legend(title="domain", fontsize=8)
     ratio = cert[np.isfinite(cert["ratio_to_true"].astype(float))]
-    sns.stripplot(data=ratio, x="domain", y="ratio_to_true", ax=axes[1])
+    sns.stripplot(data=ratio, x="domain", y="ratio_to_true", order=[d for d in order if d in set(ratio["domain"])],
+                  ax=axes[1])
     axes[1].axhline(1.0, color="grey", ls="--")
     axes[1].set_xlabel("domain")
     axes[1].set_ylabel("recommended / true largest safe LR")
