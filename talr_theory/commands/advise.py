@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     add_config_flags(p, AdviseConfig)
     p.add_argument("--validate", action="store_true",
                    help="instead of advising, validate the advisor on held-out runs and print a JSON summary: "
-                        "n_cases, n_certified, frac_within_epsilon, median ratio to the true largest safe LR")
+                        "n_cases, n_certified, frac_within_epsilon, median ratio to the true largest safe LR (default: off)")
     p.add_argument("--on", default="synthetic", choices=("synthetic", "llm"),
                    help="with --validate: the synthetic lab (exact ΔL(P1)), or the real-model tier's held-out SFT "
                         "runs (ΔL(P1) = exact KL to the base model; SmolLM2-135M unless --model, a few minutes) "
