@@ -106,7 +106,7 @@ class Config:
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
         return cls(easy_p=(0.95,), w_min=(0.01,), tau_rules=("median",), common=(0.1,),
-                   hard=HARD_KINDS, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300,
+                   hard=HARD_KINDS, n_seeds=3, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300,
                    synthetic_easy=("domain",), synthetic_seeds=3, synthetic_steps=10, synthetic_evals=10,
                    synthetic_sft_steps=30, seed=seed)
 
