@@ -36,8 +36,9 @@ def test_cells_verdicts_and_resume(tmp_path):
     # one TALR setting and DFT, × one scenario cell × two P1 variants
     assert len(cells) == 4 and set(cells["method"]) == {"talr", "dft"}
     # only TALR has a registered claim (talr_vs_sft): one record per protocol per TALR cell
+    # (its domain half once per scenario cell: Δ* does not depend on P1)
     assert sorted((v.claim.split("[")[0], v.protocol) for v in res.verdicts) == \
-        [("talr_vs_sft", "paper")] * 2 + [("talr_vs_sft", "stricter")] * 2
+        [("talr_comparable_domain_gain", "paper")] + [("talr_vs_sft", "paper")] * 2 + [("talr_vs_sft", "stricter")] * 2
     assert all(v.verdict == "uninformative" and v.n_units <= 3 for v in res.verdicts)  # 3 seeds decide nothing
     # the paper's yardstick recomputed by hand: geometric mean over seeds of ΔL_TALR / ΔL_SFT after SFT's steps
     runs = res.frames["runs"]
@@ -77,6 +78,18 @@ def test_cell_verdicts_flip_with_the_data(factor, label):
     assert talr_map._cell_verdicts("dft", "cell", same, diff, cfg)[0] == []  # no registered claim: no verdict
 
 
+@pytest.mark.parametrize("gain_w, label", [(0.3, "agrees"), (0.1, "disagrees")])
+def test_domain_half_flips_with_the_gain(gain_w, label):
+    """Same domain gain as SFT at the same steps: comparable (agrees); a third of it: disagrees."""
+    cfg = replace(_small(), n_boot=300)
+    same = _same_steps_frame(12, 0.5).assign(delta_star_at_w=gain_w)
+    diff = talr_map.paired_difference(same["delta_L_w"], same["delta_L_s"], same["seed"], n_boot=300)
+    vs, extra = talr_map._cell_verdicts("talr", "cell,P1=exact", same, diff, cfg, domain_label="cell")
+    dom = vs[2]
+    assert dom.claim == "talr_comparable_domain_gain[cell]" and dom.verdict == label
+    assert dom.estimate == pytest.approx(gain_w / 0.3) == pytest.approx(extra["same_steps_gain_ratio"])
+
+
 def test_near_flow_regime_cuts_short_runs_into_enough_steps():
     """SFT reaches the gain in a few steps at λ; the near-flow regime reruns it with a step that needs
     about flow_min_steps, and the condition's agreement is computed on those cells."""
@@ -95,8 +108,9 @@ def test_near_flow_regime_cuts_short_runs_into_enough_steps():
     nf = res.frames["near_flow_cells"]
     assert len(nf) == len(res.frames["cells"]) and (nf["regime"] == "near_flow").all()
     assert res.info["sign_agreement"]["n_cells"] == int(np.isfinite(nf["ratio"] * nf["predicted_win_fraction"]).sum())
-    # verdicts only for the equal-LR comparison: two per TALR cell
-    assert len(res.verdicts) == 2 * int((res.frames["cells"]["method"] == "talr").sum())
+    # verdicts only for the equal-LR comparison: two per TALR cell, and the domain half per scenario cell
+    talr = res.frames["cells"][res.frames["cells"]["method"] == "talr"]
+    assert len(res.verdicts) == 2 * len(talr) + int((talr["p1"] == "exact").sum())
 
 
 def test_fewer_than_three_seeds_give_no_interval():

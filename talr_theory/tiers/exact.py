@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from talr_theory.claims import claim_verdict
+from talr_theory.claims import CLAIMS, claim_verdict
 from talr_theory.theory.codelength import identity_errors
 from talr_theory.theory.envelope import fit_best_beta, fit_envelope, holdout_validity
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling, lambda_max_experiment
@@ -197,13 +197,22 @@ def _same_steps(comp: pd.DataFrame, method: str) -> pd.DataFrame:
                                        "delta_star_sft", "delta_star_method"])
 
 
+def _domain_gain_verdict(method: str, same: pd.DataFrame, cfg: Config):
+    """The domain half of the claim at the same λ and steps: Δ*_method / Δ*_SFT (no accuracy here)."""
+    dom = paired_ratio(same["delta_star_method"], same["delta_star_sft"], same["instance"], n_boot=cfg.n_boot,
+                       seed=cfg.seed)
+    return claim_verdict(
+        f"{method}_comparable_domain_gain", "paper", NAME, dom.estimate, dom.ci, n_units=dom.n_units,
+        qualifier=f"λ ∈ {list(cfg.compare_lams)}",
+        note=f"Δ* after the steps SFT needs to reach Δ* = {cfg.traj_target_gain:g}; {dom.n_pairs} pairs over "
+             f"{dom.n_units} instances, {dom.n_dropped} dropped (missing or Δ* ≤ 0).")
+
+
 def _methods_vs_sft(comp: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame, pd.DataFrame]:
     """Each compared method against SFT: the paper's same-λ-same-steps ratio, our equal-gain difference.
 
     Verdicts only for methods with a registered claim ``<method>_vs_sft``; the others get frames.
     """
-    from talr_theory.claims import CLAIMS
-
     verdicts, at_frames, step_frames = [], [], []
     for p1, label in P1_LABELS.items():
         sub = comp[comp["p1"] == p1]
@@ -226,6 +235,8 @@ def _methods_vs_sft(comp: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame
                      f"{cfg.traj_target_gain:g}; there {method.upper()}'s Δ* − SFT's = {gain_gap:.3g} nats/token "
                      f"(mean; the domain side of the claim, not an accuracy). {ratio.n_pairs} pairs over "
                      f"{ratio.n_units} instances, {ratio.n_dropped} dropped (missing or ΔL ≤ 0)."))
+            if p1 == "exact" and f"{method}_comparable_domain_gain" in CLAIMS:  # Δ* does not depend on P1
+                verdicts.append(_domain_gain_verdict(method, same, cfg))
             for m in ("sft", method):  # a method never measured at any gain leaves no pair: no data, same claim
                 if m not in piv.columns:
                     piv[m] = np.nan

@@ -254,13 +254,16 @@ def _side_of_one(ci: tuple[float, float], n_units: int) -> str:
     return judge(ci[0], ci[1], (0.0, 1.0), 1.0, n_units)
 
 
-def _cell_verdicts(method: str, label: str, same: pd.DataFrame, diff, cfg: Config) -> tuple[list, dict]:
-    """The claim ``<method>_vs_sft`` for one cell: same λ and steps (paper), equal gain (stricter)."""
+def _cell_verdicts(method: str, label: str, same: pd.DataFrame, diff, cfg: Config,
+                   domain_label: str = "") -> tuple[list, dict]:
+    """The claim ``<method>_vs_sft`` for one cell: same λ and steps (paper), equal gain (stricter); with
+    ``domain_label`` (once per scenario cell: Δ* does not depend on P1) also its domain half,
+    ``<method>_comparable_domain_gain``."""
     ratio = paired_ratio(same["delta_L_w"], same["delta_L_s"], same["seed"], n_boot=cfg.n_boot, seed=cfg.seed)
     gap = float((same["delta_star_at_w"] - same["delta_star_at_s"]).mean()) if len(same) else float("nan")
     extra = {"same_steps_ratio": ratio.estimate, "same_steps_ci_lo": ratio.ci[0], "same_steps_ci_hi": ratio.ci[1],
              "same_steps_gain_gap": gap, "diff": diff.estimate, "diff_ci_lo": diff.ci[0], "diff_ci_hi": diff.ci[1],
-             "verdict_paper": "", "verdict_stricter": ""}
+             "verdict_paper": "", "verdict_stricter": "", "same_steps_gain_ratio": float("nan")}
     claim_id = f"{method}_vs_sft"
     if claim_id not in CLAIMS:
         return [], extra
@@ -276,7 +279,17 @@ def _cell_verdicts(method: str, label: str, same: pd.DataFrame, diff, cfg: Confi
              f"over the gains both runs reach per seed: {diff.n_pairs} (seed, gain) pairs, {diff.n_dropped} "
              f"unmeasured; s={cfg.s}; each seed draws a new scenario.")
     extra.update(verdict_paper=paper.verdict, verdict_stricter=stricter.verdict)
-    return [paper, stricter], extra
+    out = [paper, stricter]
+    if domain_label and f"{method}_comparable_domain_gain" in CLAIMS:
+        dom = paired_ratio(same["delta_star_at_w"], same["delta_star_at_s"], same["seed"], n_boot=cfg.n_boot,
+                           seed=cfg.seed)
+        out.append(claim_verdict(
+            f"{method}_comparable_domain_gain", "paper", NAME, dom.estimate, dom.ci, n_units=dom.n_units,
+            qualifier=domain_label,
+            note=f"λ={cfg.lam:g} for both, after the steps SFT needs to reach Δ* = {cfg.target_gain:g}; "
+                 f"{dom.n_pairs} seeds, {dom.n_dropped} dropped (run ended earlier, or Δ* ≤ 0)."))
+        extra["same_steps_gain_ratio"] = dom.estimate
+    return out, extra
 
 
 def ratio_cells(frame: pd.DataFrame, cfg: Config, regime: str = "equal_lr") -> tuple[pd.DataFrame, list]:
@@ -314,7 +327,9 @@ def ratio_cells(frame: pd.DataFrame, cfg: Config, regime: str = "equal_lr") -> t
                 in_cell = np.ones(len(same), dtype=bool)
                 for k in CELL_KEYS:
                     in_cell &= (same[k] == info[k]).to_numpy()
-                vs, extra = _cell_verdicts(method, cell_label(method, info), same[in_cell], diff, cfg)
+                dom_label = ("" if info["p1"] != "exact" else
+                             cell_label(method, info).replace(",P1=exact", ""))
+                vs, extra = _cell_verdicts(method, cell_label(method, info), same[in_cell], diff, cfg, dom_label)
                 verdicts += vs
                 row.update(extra)
             rows.append(row)
