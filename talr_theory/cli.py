@@ -35,9 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_output_flags(args: argparse.Namespace) -> None:
-    """Every --out / --html / --json PATH the command has: a usable folder or file, else BadOption."""
+# model flags checked for every command before any work (a folder without config.json, a missing file)
+MODEL_FLAGS = (("--model", "model"), ("--compare-model", "compare_model"))
+
+
+def check_common_flags(args: argparse.Namespace) -> None:
+    """Every --out / --html / --json PATH the command has must be a usable folder or file, every model
+    flag a possible model; raise ValueError naming the flag otherwise (before any work)."""
+    from talr_theory.configs import check_model_spec
     from talr_theory.outputs import check_file_target, check_folder_target
+
+    for flag, attr in MODEL_FLAGS:
+        check_model_spec(getattr(args, attr, None), flag)
 
     for flag, attr, kind in OUTPUT_FLAGS:
         value = getattr(args, attr, None)
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        check_output_flags(args)
+        check_common_flags(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(interrupted_line(args, argv), file=sys.stderr)

@@ -223,3 +223,40 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+KNOWN_MODELS = ("smollm2-135m", "stories260k", "tiny-random")
+
+
+def model_spec_problem(spec: str) -> str | None:
+    """Why ``spec`` cannot name a model, found without loading anything (None: it may be fine).
+
+    Only what is certain from the file system: a folder without ``config.json``, a missing ``.gguf``,
+    a path that does not exist. Hub ids and known names are left to the loader.
+    """
+    from pathlib import Path
+
+    low = spec.lower()
+    if low in KNOWN_MODELS or low.startswith("tiny-random:"):
+        return None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return None
+        return (f"{spec} is a folder without config.json, so it is not a Hugging Face model folder; give a "
+                f"folder written by save_pretrained (e.g. a sweep's --save-checkpoints output), a .gguf file, "
+                f"or one of {', '.join(KNOWN_MODELS)}")
+    if spec.endswith(".gguf") and not path.is_file():
+        return f"{spec}: no such .gguf file"
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in (".gguf", ".bin")
+    if looks_like_path and not path.exists():
+        return f"{spec}: no such file or folder (expected a model folder, a .gguf file, or one of " \
+               f"{', '.join(KNOWN_MODELS)})"
+    return None
+
+
+def check_model_spec(spec: str | None, flag: str = "--model") -> None:
+    """Raise ValueError naming ``flag`` when ``spec`` cannot be a model (see ``model_spec_problem``)."""
+    problem = model_spec_problem(spec) if spec else None
+    if problem:
+        raise ValueError(f"{flag} {problem}")

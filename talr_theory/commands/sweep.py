@@ -101,11 +101,14 @@ def run(args) -> int:
     import shlex
     import sys
 
+    from talr_theory.configs import check_model_spec
     from talr_theory.outputs import check_folder_target
     from talr_theory.training.sweep import merge_sweep, run_sweep
 
     config = resolve_config(args).validate()
-    check_folder_target(config.out, "--out")  # also when the folder comes from --config
+    check_folder_target(config.out, "--out")  # also when the folder or the model comes from --config
+    if not args.merge:
+        check_model_spec(config.model)
     out = human_stream(args.json)
     if args.merge:
         summary = merge_sweep(config.out, log=out)
