@@ -68,7 +68,7 @@ def run(args) -> int:
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise ValueError(f"--stages: unknown stage(s) {unknown}; expected a subset of {', '.join(STAGES)}")
+        raise ValueError(f"--stages: unknown stage(s) {', '.join(unknown)}; expected some of {', '.join(STAGES)}")
     out = _out(args)
     check_folder_target(out, "--out")
     update = args.update_figures if args.update_figures is not None else args.out is None

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from talr_theory.configs import to_dict
+from talr_theory.configs import AT_LEAST_ONE, COUNT, POSITIVE, to_dict
 from talr_theory.training.config import METHODS, TrainConfig, checkpoint_steps
 
 KEY_FIELDS = ("method", "lr", "seed", "step", "wise_alpha")
@@ -45,24 +45,24 @@ class SweepConfig:
                                                   "choices": ("cot", "label")})
     template: str = field(default="none", metadata={"help": "prompt template", "choices": ("none", "chat")})
     methods: tuple[str, ...] = field(default=("sft", "talr"), metadata={"help": "methods: " + ",".join(METHODS)})
-    lrs: tuple[float, ...] = field(default=(1e-5, 1e-4), metadata={"help": "learning rates"})
+    lrs: tuple[float, ...] = field(default=(1e-5, 1e-4), metadata={"check": POSITIVE, "help": "learning rates"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "seeds"})
-    n_train: int = field(default=64, metadata={"help": "training examples (0: all of the train split)"})
-    n_eval: int = field(default=32, metadata={"help": "held-out domain examples (0: all of the eval split)"})
-    max_length: int = field(default=512, metadata={"help": "truncate encoded examples to this many tokens "
+    n_train: int = field(default=64, metadata={"check": COUNT, "help": "training examples (0: all of the train split)"})
+    n_eval: int = field(default=32, metadata={"check": COUNT, "help": "held-out domain examples (0: all of the eval split)"})
+    max_length: int = field(default=512, metadata={"check": COUNT, "help": "truncate encoded examples to this many tokens "
                                                            "(0: no limit; truncations are reported)"})
     general_text: str = field(default="auto", metadata={"help": "general text for ΔL(P1): auto, wikitext, "
                                                                 "tinyshakespeare, fallback, a path, or none"})
-    general_blocks: int = field(default=16, metadata={"help": "general-text blocks"})
-    block_len: int = field(default=128, metadata={"help": "tokens per general-text block"})
-    n_samples: int = field(default=16, metadata={"help": "base-model samples for KL(q0||qθ) (0: off)"})
-    sample_len: int = field(default=64, metadata={"help": "max new tokens per base-model sample"})
-    n_accuracy: int = field(default=0, metadata={"help": "held-out examples scored by greedy decoding "
+    general_blocks: int = field(default=16, metadata={"check": AT_LEAST_ONE, "help": "general-text blocks"})
+    block_len: int = field(default=128, metadata={"check": AT_LEAST_ONE, "help": "tokens per general-text block"})
+    n_samples: int = field(default=16, metadata={"check": COUNT, "help": "base-model samples for KL(q0||qθ) (0: off)"})
+    sample_len: int = field(default=64, metadata={"check": AT_LEAST_ONE, "help": "max new tokens per base-model sample"})
+    n_accuracy: int = field(default=0, metadata={"check": COUNT, "help": "held-out examples scored by greedy decoding "
                                                          "(0: off; needs checkable answers)"})
-    max_new_tokens: int = field(default=96, metadata={"help": "generation budget for accuracy"})
-    train_probe: int = field(default=16, metadata={"help": "training examples re-scored at checkpoints "
+    max_new_tokens: int = field(default=96, metadata={"check": AT_LEAST_ONE, "help": "generation budget for accuracy"})
+    train_probe: int = field(default=16, metadata={"check": COUNT, "help": "training examples re-scored at checkpoints "
                                                            "(frac p>0.2 on training data)"})
-    eval_batch_size: int = field(default=8, metadata={"help": "batch size of evaluation passes"})
+    eval_batch_size: int = field(default=8, metadata={"check": AT_LEAST_ONE, "help": "batch size of evaluation passes"})
     frac_by_base: bool = field(default=False, metadata={
         "help": "also split frac p>0.2 by base difficulty (tokens that started hard vs easy); costs one more "
                 "token scan of the held-out and probe examples per checkpoint"})
@@ -109,7 +109,7 @@ class SweepConfig:
             bad("dtype", self.dtype, "float32, bfloat16, float16 or auto")
         parse_shard(self.shard)
         if self.lm_eval_limit < 0 or self.lm_eval_fewshot < -1:
-            bad("lm_eval_limit/lm_eval_fewshot", (self.lm_eval_limit, self.lm_eval_fewshot), ">= 0 / >= -1")
+            bad("lm_eval_limit/lm_eval_fewshot", (self.lm_eval_limit, self.lm_eval_fewshot), ">= 0 and >= -1")
         if self.lm_eval_include and not Path(self.lm_eval_include).is_dir():
             bad("lm_eval_include", self.lm_eval_include, "an existing folder of lm-eval task YAMLs")
         # Every run's training config must be valid before any work starts.
@@ -397,9 +397,9 @@ def parse_shard(text: str) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in str(text).split("/"))
     except ValueError:
-        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with integers, e.g. 0/4") from None
+        raise ValueError(f"--shard {text}: expected K/N with integers, e.g. 0/4") from None
     if not (n >= 1 and 0 <= k < n):
-        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with N >= 1 and 0 <= K < N")
+        raise ValueError(f"--shard {text}: expected K/N with N >= 1 and 0 <= K < N")
     return k, n
 
 
