@@ -48,7 +48,7 @@ class TokensConfig:
     thresholds: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.5), metadata={
         "help": "probability thresholds θ for s(θ)", "check": PROBABILITY})
     batch_size: int = field(default=8, metadata={"help": "examples per forward pass", "check": AT_LEAST_ONE})
-    bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (fp32 is the default for statistics)"})
+    bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (statistics are computed in fp32 otherwise)"})
     entropy: bool = field(default=False, metadata={"help": "also record the predictive entropy at each target position"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ...", "default_text": "cuda when present"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs", "check": N_BOOT})
