@@ -17,3 +17,39 @@ def save_figure(fig, name: str, folder: str | Path | None = None, dpi: int = 130
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def add_caption(fig, text: str, width_chars: int | None = None) -> None:
+    """Write ``text`` under the figure (model, data, protocol, what marks mean), wrapped to its width.
+
+    A figure is often read without the README: the caption says what was measured on what, and how.
+    ``bbox_inches="tight"`` in ``save_figure`` keeps the text inside the saved image.
+    """
+    import textwrap
+
+    width = width_chars or max(60, int(fig.get_figwidth() * 15))
+    wrapped = "\n".join(textwrap.fill(par, width) for par in text.split("\n"))
+    fig.text(0.0, 0.0, wrapped, ha="left", va="top", fontsize=8, color="0.25", transform=fig.transFigure)
+
+
+def figure_text(fig) -> dict[str, list[str]]:
+    """The words a reader sees on ``fig``: axis labels, legend titles and entries, titles, captions.
+
+    Used by tests to check that no raw column name leaks into a figure.
+    """
+    out: dict[str, list[str]] = {"axis": [], "legend_title": [], "legend": [], "title": [], "text": []}
+    legends = list(fig.legends)
+    for ax in fig.axes:
+        out["axis"] += [t for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
+        out["title"] += [t for t in (ax.get_title(),) if t]
+        if ax.get_legend() is not None:
+            legends.append(ax.get_legend())
+        out["text"] += [t.get_text() for t in ax.texts]
+    for legend in legends:
+        title = legend.get_title().get_text()
+        if title:
+            out["legend_title"].append(title)
+        out["legend"] += [t.get_text() for t in legend.get_texts()]
+    out["title"] += [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    out["text"] += [t.get_text() for t in fig.texts]
+    return out
