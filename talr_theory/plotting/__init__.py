@@ -27,9 +27,13 @@ def add_caption(fig, text: str, width_chars: int | None = None) -> None:
     """
     import textwrap
 
-    width = width_chars or max(60, int(fig.get_figwidth() * 15))
+    # below everything already drawn (tick labels can hang under the figure's own bottom edge)
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    width_in, height_in = fig.get_size_inches()
+    width = width_chars or max(60, int(box.width * 15))
     wrapped = "\n".join(textwrap.fill(par, width) for par in text.split("\n"))
-    fig.text(0.0, 0.0, wrapped, ha="left", va="top", fontsize=8, color="0.25", transform=fig.transFigure)
+    fig.text(box.x0 / width_in, box.y0 / height_in - 0.1 / height_in, wrapped, ha="left", va="top", fontsize=8,
+             color="0.25", transform=fig.transFigure)
 
 
 def figure_text(fig) -> dict[str, list[str]]:

@@ -41,8 +41,8 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
     return save(fig, name, directory)
 
 
-EXACT_MODEL = ("Exact tier: a closed-form token model (softmax over a small vocabulary, known P1), "
-               "so every ΔL(P1) is computed exactly, not sampled.")
+EXACT_MODEL = ("Exact tier: closed-form token models with a known P1, so every ΔL(P1) is computed exactly, "
+               "not sampled.")
 
 
 def plot_bounds_along_lambda(curves: pd.DataFrame, caption: str | None = None):
@@ -166,7 +166,7 @@ def plot_lambda_max(frame: pd.DataFrame, fits: dict | None = None, geometry: str
             ax = axes[i][j]
             sub = data[(data["p1"] == p1) & (data["method"] == method)]
             sns.lineplot(data=sub, x="epsilon", y="lambda_max", hue=S_LABEL, palette=palette, marker="o",
-                         estimator="median", errorbar=("pi", 50), ax=ax)
+                         estimator="median", errorbar=("pi", 50), ax=ax, legend=(i == 0 and j == 0))
             fit = (fits or {}).get((p1, method)) or lambda_max_fit(sub)
             _draw_fit(ax, sub, fit, palette)
             ax.set_xscale("log")

@@ -49,7 +49,7 @@ def ratio_heatmap(cells: pd.DataFrame, title: str = "", caption: str | None = No
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title(title)
-    add_caption(fig, caption or MAP_CAPTION, width_chars=max(70, int(fig.get_figwidth() * 16)))
+    add_caption(fig, caption or MAP_CAPTION, width_chars=90)
     return fig
 
 
