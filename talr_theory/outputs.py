@@ -297,11 +297,14 @@ def write_experiment(folder: Path, kind: str, config: Mapping[str, Any], command
 
 @contextlib.contextmanager
 def claim_folder(folder: str | os.PathLike, kind: str, config: Mapping[str, Any], *, writer: str = "main",
-                 overwrite: bool = False, results: tuple[str, ...] = (), command: str = "") -> Iterator[bool]:
+                 overwrite: bool = False, results: tuple[str, ...] = (), command: str = "",
+                 recovered: Callable[[], Mapping[str, Any] | None] | None = None) -> Iterator[bool]:
     """Lock ``folder``, check its experiment record against ``config`` and yield whether it is a resume.
 
     ``config`` must hold only what changes the results (not the folder, the device, the shard).
-    ``results`` names what ``overwrite`` removes. The lock is released on exit, including Ctrl-C.
+    ``results`` names what ``overwrite`` removes. ``recovered()`` may rebuild the record of a folder
+    written before records existed (from what its results stored). The lock is released on exit,
+    including Ctrl-C.
     """
     folder = Path(folder)
     check_folder_target(folder, "--out")
@@ -309,6 +312,10 @@ def claim_folder(folder: str | os.PathLike, kind: str, config: Mapping[str, Any]
     try:
         if overwrite:
             clear_results(folder, results)
+        elif recovered is not None and not (folder / EXPERIMENT_FILE).exists():
+            old = recovered()
+            if old is not None:
+                write_experiment(folder, kind, dict(old), "(recovered from the stored results)")
         resumed = check_experiment(folder, kind, config)
         if not resumed:
             write_experiment(folder, kind, config, command)

@@ -59,6 +59,18 @@ def test_differing_config_exits_2_naming_the_field_and_changes_nothing(tmp_path,
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
 
 
+def test_tokens_out_with_other_options_is_refused_before_the_scan(tmp_path, capsys, no_model_load):
+    from talr_theory.commands.tokens import TokensConfig, experiment_config
+
+    out = tmp_path / "T"
+    out.mkdir()
+    outputs.write_experiment(out, "tokens", experiment_config(TokensConfig(model="tiny-random", thresholds=(0.2,))))
+    assert main(["tokens", "--model", "tiny-random", "--thresholds", "0.1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--thresholds 0.2 in the folder, 0.1 now" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["experiment.json"]
+
+
 def test_same_config_resumes_and_another_kind_is_refused(tmp_path):
     cfg = {"steps": 10, "train": {"lr": 1e-3, "wise_alphas": [0.5]}}
     assert not outputs.check_experiment(tmp_path, "sweep", cfg)  # empty folder: a new experiment

@@ -241,6 +241,10 @@ def test_rerun_with_other_steps_is_refused_and_leaves_the_folder_unchanged(tmp_p
     err = capsys.readouterr().err
     assert "--steps 4 in the folder, 2 now" in err and "Traceback" not in err
     assert ((out / "results.parquet").read_bytes(), sorted(p.name for p in (out / "rows").iterdir())) == before
+    # a folder written before folders carried a record: the rows' own stored config stands in for it
+    (out / "experiment.json").unlink()
+    assert main(_small_sweep(data, out, steps=2)) == 2
+    assert "--steps 4 in the folder, 2 now" in capsys.readouterr().err
     # the same command resumes (nothing to do), and --overwrite starts the other experiment afresh
     assert main(_small_sweep(data, out, steps=4)) == 0
     assert "1 already complete, 0 to do" in capsys.readouterr().out

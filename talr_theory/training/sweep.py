@@ -240,8 +240,29 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None, overwrite: b
 
     config.validate()
     with claim_folder(config.out, "sweep", experiment_config(config), writer=shard_writer(config.shard),
-                      overwrite=overwrite, results=SWEEP_RESULTS, command=command):
+                      overwrite=overwrite, results=SWEEP_RESULTS, command=command,
+                      recovered=lambda: legacy_experiment(config.out)):
         return _run_sweep(config, progress, log if log is not None else sys.stderr)
+
+
+def legacy_experiment(out: str) -> dict | None:
+    """The experiment record of a folder written before records existed, from one row's ``config_json``."""
+    rows = sorted((Path(out) / "rows").glob("*.parquet")) if (Path(out) / "rows").is_dir() else []
+    if not rows:
+        return None
+    import pandas as pd
+
+    try:
+        stored = json.loads(pd.read_parquet(rows[0], columns=["config_json"])["config_json"].iloc[0])
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        train = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.pop("train").items()
+                               if k in known})
+        fields = {f.name for f in dataclasses.fields(SweepConfig)} - {"train"}
+        sweep = SweepConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items() if k in fields},
+                            train=train)
+    except (KeyError, TypeError, ValueError, OSError):
+        return None  # unreadable: the folder is adopted as it is (nothing better is known)
+    return experiment_config(sweep)
 
 
 def _run_sweep(config: SweepConfig, progress: bool, log) -> dict:
