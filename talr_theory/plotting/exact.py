@@ -187,7 +187,8 @@ def _fit_title(head: str, fit: dict | None) -> str:
         return head + "\n(too few points for a fit)"
     s_exp = fit.get("s_exponent")
     s_text = "" if s_exp is None else f", s^{_slope_text(s_exp, fit.get('s_ci'))}"
-    return head + f"\nfit: ε^{_slope_text(fit['eps_exponent'], fit.get('eps_ci'))}{s_text} (paper ε^1, s^−0.5)"
+    return (head + f"\nfit: ε^{_slope_text(fit['eps_exponent'], fit.get('eps_ci'))}{s_text}"
+            "\n(paper: ε^1, s^−0.5)")
 
 
 def _draw_fit(ax, sub: pd.DataFrame, fit: dict | None, palette: dict) -> None:

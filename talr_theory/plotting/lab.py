@@ -99,7 +99,7 @@ def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = "", caption: str | None
     d["panel"] = d["method"].str.upper() + " / " + d["optimizer"]
     d[S_LABEL] = d["s"]
     g = sns.relplot(data=d, x="epsilon", y="lambda_max", hue=S_LABEL, col="panel", kind="line", marker="o",
-                    palette="mako", height=3.4, errorbar=None, facet_kws={"sharey": True})
+                    palette="mako", height=3.6, aspect=1.3, errorbar=None, facet_kws={"sharey": True})
     for panel, ax in g.axes_dict.items():
         ax.set_title(_fit_title(panel, lambda_max_fit(d[d["panel"] == panel], n_boot=200)), fontsize=8)
     for ax in g.axes.flat:
@@ -111,7 +111,7 @@ def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = "", caption: str | None
             xs = np.array([lo, hi])
             ax.plot(xs, ymid * (xs / np.sqrt(lo * hi)) ** slope, style, color="grey", lw=1)
     g.set(xlabel="tolerance ε (nats)", ylabel="λ_max")
-    g.figure.suptitle(title + "  (grey: slope 1 dotted, slope ½ dash-dot)", y=1.03)
+    g.figure.suptitle(title + "  (grey: slope 1 dotted, slope ½ dash-dot)", y=1.12)
     add_caption(g.figure, caption or f"{SYNTHETIC_MODEL} λ_max = the largest single-step learning rate whose exact "
                 "ΔL(P1) stays ≤ ε; line: mean over seeds. Titles: joint fit λ_max ∝ ε^a·s^b with its 95% bootstrap "
                 "interval (paper: a = 1, b = −1/2).")
