@@ -54,6 +54,6 @@ def figure_text(fig) -> dict[str, list[str]]:
         if title:
             out["legend_title"].append(title)
         out["legend"] += [t.get_text() for t in legend.get_texts()]
-    out["title"] += [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    out["title"] += [t for t in (fig.get_suptitle(),) if t]
     out["text"] += [t.get_text() for t in fig.texts]
     return out
