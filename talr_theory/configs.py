@@ -27,16 +27,105 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _parse_sequence(item_type: Any):
-    def parse(text: str):
-        return tuple(item_type(x.strip()) for x in text.split(",") if x.strip())
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """What a numeric option accepts, said in words (``in (0, 1)``, ``>= 100``) and checked.
 
-    parse.__name__ = f"comma-separated {getattr(item_type, '__name__', item_type)}"
+    Used as ``metadata={"check": Range(...)}`` on a config field, or with ``option_type`` on a plain
+    ``add_argument``; ``integer`` also refuses non-integers.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return (f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return "finite"
+
+    def accepts(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+
+# Shared checks, so every command accepts the same values for the same kind of option.
+PROBABILITY = Range(0.0, 1.0, lo_open=True, hi_open=True)      # thresholds θ, gains in (0, 1)
+POSITIVE = Range(lo=0.0, lo_open=True)                          # learning rates, ε, gains
+COUNT = Range(lo=0, integer=True)                               # 0 allowed (0: off / no limit)
+AT_LEAST_ONE = Range(lo=1, integer=True)                        # steps, batch sizes
+MIN_BOOT = 20                                                   # percentile CIs need some resamples
+N_BOOT = Range(lo=MIN_BOOT, integer=True)
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "text"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(text: str, item_type: Any, check: Range | None) -> Any:
+    """One value from the command line, or an ArgumentTypeError in words (never a Python repr)."""
+    try:
+        value = item_type(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {_type_name(item_type)}, got '{text}'") from None
+    if check is not None and not check.accepts(float(value)):
+        raise argparse.ArgumentTypeError(f"expected {_type_name(item_type)} {check.describe()}, got {text.strip()}")
+    return value
+
+
+def option_type(item_type: Any = float, check: Range | None = None, sequence: bool = False):
+    """An argparse ``type=`` that converts (a comma-separated list when ``sequence``) and checks ``check``."""
+    if sequence:
+        def parse(text: str):
+            items = [x for x in text.split(",") if x.strip()]
+            if not items:
+                raise argparse.ArgumentTypeError(f"expected a comma-separated list, got '{text}'")
+            return tuple(_convert(x, item_type, check) for x in items)
+    else:
+        def parse(text: str):
+            return _convert(text, item_type, check)
+    parse.__name__ = "value"
     return parse
 
 
+def format_default(field: dataclasses.Field, default: Any) -> str:
+    """The default as a person reads it (once, in the help): words for None, comma lists, on/off."""
+    if "default_text" in field.metadata:
+        return field.metadata["default_text"]
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, (tuple, list)):
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in default) or "empty"
+    if isinstance(default, float):
+        return f"{default:g}"
+    if default == "":
+        return "empty"
+    return str(default)
+
+
+def _help(field: dataclasses.Field, default: Any) -> str:
+    text = field.metadata.get("help", "")
+    check = field.metadata.get("check")
+    if check is not None and check.describe() not in text:
+        rule = ("each " if isinstance(default, (tuple, list)) else "") + check.describe()
+        text = f"{text}; {rule}" if text else rule
+    # argparse expands %-formats in help: a literal % must be doubled
+    return f"{text} (default: {format_default(field, default)})".replace("%", "%%")
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per dataclass field of ``cls`` to ``parser``."""
+    """Add one ``--flag`` per dataclass field of ``cls`` to ``parser``; its help shows the default once."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip or not field.init:
@@ -46,7 +135,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         default = field.default if field.default is not dataclasses.MISSING else (
             field.default_factory() if field.default_factory is not dataclasses.MISSING else None
         )
-        help_text = field.metadata.get("help", "")
+        help_text, check = _help(field, default), field.metadata.get("check")
         choices = field.metadata.get("choices")
         if tp is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
@@ -55,15 +144,41 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         origin = typing.get_origin(tp)
         if origin in (tuple, list):
             item = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            shown = ",".join(str(x) for x in default) if default is not None else None
-            parser.add_argument(flag, dest=field.name, type=_parse_sequence(item), default=default,
-                                help=f"{help_text} (default: {shown})")
+            parser.add_argument(flag, dest=field.name, type=option_type(item, check, sequence=True),
+                                default=default, metavar="A,B,...", help=help_text)
             continue
         if typing.get_origin(tp) is typing.Literal:
             choices = typing.get_args(tp)
             tp = type(choices[0])
-        parser.add_argument(flag, dest=field.name, type=tp, default=default, choices=choices,
-                            help=f"{help_text} (default: %(default)s)")
+        kind = option_type(tp, check) if tp in (int, float) else tp
+        parser.add_argument(flag, dest=field.name, type=kind, default=default, choices=choices, help=help_text)
+
+
+def check_fields(config: Any, source: str = "option") -> Any:
+    """Apply every field's ``check`` to a built config (values from a file skip argparse); return it."""
+    for field in dataclasses.fields(config):
+        check = field.metadata.get("check")
+        value = getattr(config, field.name)
+        if check is None or value is None:
+            continue
+        for item in (value if isinstance(value, (tuple, list)) else (value,)):
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not check.accepts(float(item)):
+                raise ValueError(f"{source} --{field.name.replace('_', '-')}: expected values "
+                                 f"{check.describe()}, got {human_value(value)}")
+    return config
+
+
+def human_value(value: Any) -> str:
+    """A value as a person writes it on the command line (comma lists, 'none', on/off, no quotes)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(human_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def dataclass_from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
@@ -108,3 +223,40 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+KNOWN_MODELS = ("smollm2-135m", "stories260k", "tiny-random")
+
+
+def model_spec_problem(spec: str) -> str | None:
+    """Why ``spec`` cannot name a model, found without loading anything (None: it may be fine).
+
+    Only what is certain from the file system: a folder without ``config.json``, a missing ``.gguf``,
+    a path that does not exist. Hub ids and known names are left to the loader.
+    """
+    from pathlib import Path
+
+    low = spec.lower()
+    if low in KNOWN_MODELS or low.startswith("tiny-random:"):
+        return None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return None
+        return (f"{spec} is a folder without config.json, so it is not a Hugging Face model folder; give a "
+                f"folder written by save_pretrained (e.g. a sweep's --save-checkpoints output), a .gguf file, "
+                f"or one of {', '.join(KNOWN_MODELS)}")
+    if spec.endswith(".gguf") and not path.is_file():
+        return f"{spec}: no such .gguf file"
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in (".gguf", ".bin")
+    if looks_like_path and not path.exists():
+        return f"{spec}: no such file or folder (expected a model folder, a .gguf file, or one of " \
+               f"{', '.join(KNOWN_MODELS)})"
+    return None
+
+
+def check_model_spec(spec: str | None, flag: str = "--model") -> None:
+    """Raise ValueError naming ``flag`` when ``spec`` cannot be a model (see ``model_spec_problem``)."""
+    problem = model_spec_problem(spec) if spec else None
+    if problem:
+        raise ValueError(f"{flag} {problem}")

@@ -326,6 +326,11 @@ def load_model(spec: str, device: str | None = None, dtype: str | None = None) -
     elif spec.endswith(".gguf"):
         model, tokenizer = _load_gguf_cached(Path(spec).expanduser())
     elif Path(spec).expanduser().is_dir():
+        from talr_theory.configs import model_spec_problem
+
+        problem = model_spec_problem(spec)  # our own words before transformers' ("model_type" key...)
+        if problem:
+            raise FileNotFoundError(f"model spec {problem}")
         model, tokenizer = _load_hf_folder(str(Path(spec).expanduser()), local_only=True)
     elif spec.count("/") == 1 and not Path(spec).exists() and not spec.startswith((".", "/", "~")):
         model, tokenizer = _load_hub(spec)

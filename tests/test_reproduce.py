@@ -47,6 +47,12 @@ def test_rerun_resumes_every_stage_and_a_new_seed_recomputes(reproduced, capsys)
     again = json.loads(capsys.readouterr().out)
     assert set(again["resumed_stages"]) == set(tiers.STAGES)
     assert again["verdicts"] == before
+    # Another seed into the same --out is another experiment: refused before any work, naming the option.
+    assert main(["reproduce", "--quick", "--out", str(reproduced), "--no-progress", "--stages", "exact",
+                 "--seed", "1", "--model", "tiny-random"]) == 2
+    assert "--seed 0 in the folder, 1 now" in capsys.readouterr().err
+    # A folder without the record (written by an older version): the stage fingerprint still guards reuse.
+    (reproduced / "experiment.json").unlink()
     # Another seed changes the exact stage's fingerprint: it is recomputed, never reused.
     with pytest.warns(UserWarning, match="another config"):
         assert main(["reproduce", "--quick", "--out", str(reproduced), "--no-progress", "--stages", "exact",

@@ -82,11 +82,14 @@ def test_sweep_killed_midway_resumes_with_one_row_per_key(tmp_path):
 
 @pytest.mark.parametrize("flag,value,match", [
     ("--methods", "sft,bogus", "methods"), ("--tau", "0", "tau"), ("--tau", "-0.5", "tau"),
-    ("--w-min", "1.5", "w_min"), ("--lrs", "1e-4,0", "lr"), ("--lrs", "-1e-5", "lr"),
+    ("--w-min", "1.5", "--w-min"), ("--lrs", "1e-4,0", "--lrs"), ("--lrs", "-1e-5", "--lrs"),
 ])
 def test_invalid_sweep_config_fails_before_any_work(tmp_path, capsys, flag, value, match):
     out = tmp_path / "never"
-    rc = main(["sweep", "--model", "does-not-exist", "--out", str(out), f"{flag}={value}"])
+    try:
+        rc = main(["sweep", "--model", "does-not-exist", "--out", str(out), f"{flag}={value}"])
+    except SystemExit as exc:  # refused by the parser itself
+        rc = exc.code
     assert rc == 2
     assert match in capsys.readouterr().err
     assert not out.exists()  # nothing was created: validation came first
@@ -222,3 +225,86 @@ def test_two_concurrent_shards_one_killed_then_merged(tmp_path, capsys):
     assert table.groupby(["method", "lr"]).size().eq(len(steps)).all()
     assert (out / "figures" / "sweep_tradeoff.png").exists()
     assert not list((out / "rows").glob("*.tmp"))
+
+
+def _small_sweep(data, out, steps):
+    return ["sweep", "--model", "tiny-random", "--data", str(data), "--methods", "sft", "--lrs", "1e-3", "--seeds", "0",
+            "--steps", str(steps), "--eval-every", "2", "--batch-size", "2", "--n-train", "8", "--n-eval", "4",
+            "--general-text", "fallback", "--general-blocks", "2", "--block-len", "32", "--n-samples", "0",
+            "--train-probe", "0", "--out", str(out), "--no-progress", "--no-figures"]
+
+
+def test_rerun_with_other_steps_is_refused_and_leaves_the_folder_unchanged(tmp_path, capsys):
+    data, out = tmp_path / "toy.jsonl", tmp_path / "D"
+    _write_jsonl(data)
+    assert main(_small_sweep(data, out, steps=4)) == 0
+    before = (out / "results.parquet").read_bytes(), sorted(p.name for p in (out / "rows").iterdir())
+    capsys.readouterr()
+    assert main(_small_sweep(data, out, steps=2)) == 2
+    err = capsys.readouterr().err
+    assert "--steps 4 in the folder, 2 now" in err and "Traceback" not in err
+    assert ((out / "results.parquet").read_bytes(), sorted(p.name for p in (out / "rows").iterdir())) == before
+    # a folder written before folders carried a record: the rows' own stored config stands in for it
+    (out / "experiment.json").unlink()
+    assert main(_small_sweep(data, out, steps=2)) == 2
+    assert "--steps 4 in the folder, 2 now" in capsys.readouterr().err
+    # the same command resumes (nothing to do), and --overwrite starts the other experiment afresh
+    assert main(_small_sweep(data, out, steps=4)) == 0
+    assert "1 already complete, 0 to do" in capsys.readouterr().out
+    assert main(_small_sweep(data, out, steps=2) + ["--overwrite"]) == 0
+    assert sorted(pd.read_parquet(out / "results.parquet")["step"]) == [0, 2]
+
+
+@pytest.mark.slow  # two CLI processes (~20 s on a shared 2-core machine)
+def test_two_identical_sweeps_on_one_out_one_is_refused_at_once(tmp_path):
+    data, out = tmp_path / "toy.jsonl", tmp_path / "D"
+    _write_jsonl(data)
+    cmd = [sys.executable, "-m", "talr_theory.cli", *_small_sweep(data, out, steps=20)]
+    t0 = time.time()
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    ended = {}
+    while len(ended) < 2 and time.time() - t0 < 300:
+        for i, p in enumerate(procs):
+            if i not in ended and p.poll() is not None:
+                ended[i] = time.time() - t0
+        time.sleep(0.05)
+    results = [(p.returncode, p.stderr.read()) for p in procs]
+    refused = [i for i, (rc, _) in enumerate(results) if rc == 2]
+    assert len(refused) == 1 and sorted(rc for rc, _ in results) == [0, 2], results
+    rc, err = results[refused[0]]
+    assert "lock" in err and "pid " in err and "Traceback" not in err
+    assert ended[refused[0]] < 5.0 + 5.0  # process start-up included; the refusal itself precedes any import of torch
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 11 and not table[list(("method", "lr", "seed", "step"))].duplicated().any()
+
+
+@pytest.mark.slow  # a CLI process interrupted, then rerun (~20 s on a shared 2-core machine)
+def test_ctrl_c_exits_130_with_the_resume_command_and_the_rerun_completes(tmp_path):
+    data, out = tmp_path / "toy.jsonl", tmp_path / "D"
+    _write_jsonl(data)
+    args = _sweep_args(data, out)
+    cmd = [sys.executable, "-m", "talr_theory.cli", *args]
+    # a shell's background job ignores SIGINT; a terminal's Ctrl-C does not: restore the default disposition
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    rows_dir, deadline = out / "rows", time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if rows_dir.exists() and len(list(rows_dir.glob("*.parquet"))) >= 15:
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "interrupted" in last and "saved in" in last and f"--out {out}" in last
+    assert not list(out.glob(".lock.*"))  # the lock was released on the way out
+    rerun = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 2 * 2 * 11 and not table[["method", "lr", "seed", "step", "wise_alpha"]].duplicated().any()

@@ -1,10 +1,14 @@
-"""Helpers shared by the subcommands: JSON output to a path or stdout."""
+"""Helpers shared by the subcommands: JSON output to a path or stdout.
+
+Validation helpers for options live in ``talr_theory.configs`` (``Range``, ``option_type``,
+``PROBABILITY``, ``POSITIVE``, ``COUNT``, ``AT_LEAST_ONE``, ``N_BOOT``, ``check_fields``) and output
+paths in ``talr_theory.outputs`` (``check_folder_target``, ``check_file_target``, ``claim_folder``).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from talr_theory.configs import json_safe
@@ -19,9 +23,9 @@ def write_json(payload: dict[str, Any], target: str | None) -> None:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     else:
-        path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+        from talr_theory.outputs import atomic_write_text
+
+        atomic_write_text(target, text + "\n")  # a kill mid-write leaves the previous file intact
 
 
 def add_json_flag(parser) -> None:

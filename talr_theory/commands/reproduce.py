@@ -19,24 +19,47 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="small scale (about 3 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/reproduce[-quick]); figures go to OUT/figures")
-    p.add_argument("--medcalc-csv", default=None, help="MedCalc-Bench CSV: adds its token-difficulty scan")
+    p.add_argument("--medcalc-csv", default=None, metavar="CSV",
+                   help="MedCalc-Bench CSV: adds its token-difficulty scan (default: none)")
     p.add_argument("--model", default=None,
                    help="model spec for the real-LLM stages (default: each stage's own: smollm2-135m; with --quick "
                         "the llm stage uses tiny-random, a pipeline check)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default: %(default)s)")
     p.add_argument("--stages", default=",".join(STAGES),
-                   help="comma-separated stages to run, in order (default: all: %(default)s)")
+                   help="comma-separated stages to run, in order (default: all, %(default)s)")
     p.add_argument("--update-figures", action=argparse.BooleanOptionalAction, default=None,
                    help="also copy the figures and report into the repository's figures/ folder (default: only "
                         "when --out is not given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard what --out holds when it was computed with another --quick/--model/--seed/"
+                        "--medcalc-csv (without it such a folder is refused)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
+# What decides the stages' results (which stages run, where, with what progress display does not).
+FINGERPRINTED = ("quick", "model", "seed", "medcalc_csv")
+REPRODUCE_RESULTS = ("stages", "results", "figures", "report.md", "summary.json")
+
+
+def _out(args) -> str:
+    return args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
+
+
+def interrupted(args) -> str:
+    from pathlib import Path
+
+    stages = Path(_out(args)) / "stages"
+    done = sorted(p.name for p in stages.iterdir() if (p / "fingerprint.json").is_file()) if stages.is_dir() else []
+    return (f"finished stages are kept in {stages} ({', '.join(done) or 'none yet'}), and the finished units of "
+            f"the stage that was running")
+
+
 def run(args) -> int:
     from pathlib import Path
 
+    from talr_theory.outputs import check_folder_target, claim_folder
     from talr_theory.reproduce import ReproduceConfig, reproduce
     from talr_theory.tiers import STAGES
 
@@ -45,12 +68,15 @@ def run(args) -> int:
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise ValueError(f"--stages: unknown stage(s) {unknown}; expected a subset of {', '.join(STAGES)}")
-    out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
+        raise ValueError(f"--stages: unknown stage(s) {', '.join(unknown)}; expected some of {', '.join(STAGES)}")
+    out = _out(args)
+    check_folder_target(out, "--out")
     update = args.update_figures if args.update_figures is not None else args.out is None
     cfg = ReproduceConfig(quick=args.quick, out=out, medcalc_csv=args.medcalc_csv, model=args.model, seed=args.seed,
                           stages=stages, update_figures=update, progress=not args.no_progress)
-    summary = reproduce(cfg)
+    record = {k: getattr(cfg, k) for k in FINGERPRINTED}
+    with claim_folder(out, "reproduce", record, overwrite=args.overwrite, results=REPRODUCE_RESULTS):
+        summary = reproduce(cfg)
     stream = human_stream(args.json)
     figures = [f for f in summary["figures"] if not f.startswith("(")]
     print(f"reproduce: done in {summary['total_s']:.0f} s -> {Path(out) / 'report.md'} "

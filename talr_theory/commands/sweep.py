@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     parser.add_argument("--merge", action="store_true",
                         help="only consolidate the rows that (sharded) processes wrote into --out and draw "
                              "the figures; trains nothing and needs no other option")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard the results already in --out when they were computed with other options "
+                             "(without it such a folder is refused, so two experiments are never mixed)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="draw the trade-off and dynamics figures into OUT/figures")
@@ -85,15 +88,33 @@ def resolve_config(args):
     return build_config(values, source=source)
 
 
+def interrupted(args) -> str:
+    """What a Ctrl-C leaves: the rows written so far (each complete, none duplicated by the rerun)."""
+    from pathlib import Path
+
+    out = Path(resolve_config(args).out)
+    n = len(list((out / "rows").glob("*.parquet"))) if (out / "rows").is_dir() else 0
+    return f"{n} checkpoint row(s) are saved in {out}"
+
+
 def run(args) -> int:
+    import shlex
+    import sys
+
+    from talr_theory.configs import check_model_spec
+    from talr_theory.outputs import check_folder_target
     from talr_theory.training.sweep import merge_sweep, run_sweep
 
     config = resolve_config(args).validate()
+    check_folder_target(config.out, "--out")  # also when the folder or the model comes from --config
+    if not args.merge:
+        check_model_spec(config.model)
     out = human_stream(args.json)
     if args.merge:
         summary = merge_sweep(config.out, log=out)
     else:
-        summary = run_sweep(config, progress=not args.no_progress, log=out)
+        summary = run_sweep(config, progress=not args.no_progress, log=out, overwrite=args.overwrite,
+                            command="talr-theory " + shlex.join(sys.argv[1:]))
     if summary.get("shard"):
         print(f"sweep: shard {summary['shard']} done; when every shard has finished: "
               f"talr-theory sweep --out {config.out} --merge", file=out)
@@ -105,6 +126,7 @@ def run(args) -> int:
         from talr_theory.plotting.training import save_sweep_figures
 
         frame = pd.read_parquet(Path(config.out) / "results.parquet")
+        frame.attrs["title"] = f"{config.model} on {config.data}"
         if {"kl_base", "delta_L_text"} & set(frame.columns):
             summary["figures"] = [str(p) for p in save_sweep_figures(frame, Path(config.out) / "figures")]
         else:

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from talr_theory.commands._common import add_json_flag, human_stream, write_json
-from talr_theory.configs import add_dataclass_args, dataclass_from_args, to_dict
+from talr_theory.configs import (
+    AT_LEAST_ONE,
+    COUNT,
+    N_BOOT,
+    PROBABILITY,
+    add_dataclass_args,
+    check_fields,
+    dataclass_from_args,
+    to_dict,
+)
 
 
 @dataclass
@@ -26,27 +35,36 @@ class TokensConfig:
         "help": "medical datasets: 'cot' = explanation then 'Answer: X'; 'label' = 'Answer: X' only"})
     template: Literal["none", "chat"] = field(default="none", metadata={
         "help": "'none': ids = tokenizer(prompt) + tokenizer(response, no special tokens); 'chat': chat template"})
-    prompt_field: str | None = field(default=None, metadata={"help": "prompt field/column of a .jsonl/.csv (default 'prompt')"})
-    response_field: str | None = field(default=None, metadata={"help": "response field/column (default 'response')"})
-    split: str | None = field(default=None, metadata={"help": "'train' or 'eval' side of the deterministic split (default: all)"})
-    limit: int | None = field(default=None, metadata={"help": "keep at most N examples"})
-    max_length: int | None = field(default=None, metadata={"help": "truncate sequences to N tokens (counted and reported)"})
-    thresholds: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.5), metadata={"help": "thresholds θ for s(θ)"})
-    batch_size: int = field(default=8, metadata={"help": "examples per forward pass"})
-    bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (fp32 is the default for statistics)"})
+    prompt_field: str | None = field(default=None, metadata={
+        "help": "prompt field/column of a .jsonl/.csv", "default_text": "prompt"})
+    response_field: str | None = field(default=None, metadata={
+        "help": "response field/column of a .jsonl/.csv", "default_text": "response"})
+    split: Literal["train", "eval"] | None = field(default=None, metadata={
+        "help": "keep only the train or the eval side of the deterministic split", "default_text": "all examples"})
+    limit: int | None = field(default=None, metadata={"help": "keep at most N examples", "check": AT_LEAST_ONE,
+                                                      "default_text": "all"})
+    max_length: int = field(default=0, metadata={
+        "help": "truncate sequences to N tokens, truncations counted and reported (0: no limit)", "check": COUNT})
+    thresholds: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.5), metadata={
+        "help": "probability thresholds θ for s(θ)", "check": PROBABILITY})
+    batch_size: int = field(default=8, metadata={"help": "examples per forward pass", "check": AT_LEAST_ONE})
+    bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (statistics are computed in fp32 otherwise)"})
     entropy: bool = field(default=False, metadata={"help": "also record the predictive entropy at each target position"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when present)"})
-    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ...", "default_text": "cuda when present"})
+    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs", "check": N_BOOT})
     seed: int = field(default=0, metadata={"help": "seed for data generation/ordering/split and the bootstrap"})
-    hardest: int = field(default=10, metadata={"help": "how many hardest tokens to list"})
+    hardest: int = field(default=10, metadata={"help": "how many hardest tokens to list", "check": COUNT})
     out: str | None = field(default=None, metadata={
-        "help": "folder for tokens.parquet, per_example.csv, hardest.csv and summary.json"})
+        "help": "folder for tokens.parquet, per_example.csv, hardest.csv and summary.json",
+        "default_text": "none, no tables are written"})
     html: str | None = field(default=None, metadata={
-        "help": "write a self-contained HTML token view here (coloured by p; by Δ log p with --compare-model)"})
+        "help": "write a self-contained HTML token view to this file (coloured by p; by Δ log p with --compare-model)",
+        "default_text": "none, no page"})
     compare_model: str | None = field(default=None, metadata={
         "help": "a second (e.g. fine-tuned) model spec or sweep checkpoint folder, scored on the same encoding "
                 "as --model: Δ log p per token and the paired change of s(θ)"})
-    top_k: int = field(default=3, metadata={"help": "top alternatives per token shown in the HTML view"})
+    top_k: int = field(default=3, metadata={"help": "top alternatives per token shown in the HTML view",
+                                            "check": COUNT})
 
 
 def register(subparsers) -> None:
@@ -55,8 +73,19 @@ def register(subparsers) -> None:
         description="Teacher-forced probability of every supervised response token, s(θ) = mean number of "
         "tokens with p < θ per example (bootstrap CIs over examples), quantiles and the hardest tokens.")
     add_dataclass_args(parser, TokensConfig)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the tables in --out even when they were computed with other options")
     add_json_flag(parser)
     parser.set_defaults(func=run)
+
+
+# What ``--out`` holds; a scan with other data/model/options must not be mixed into it.
+TOKENS_RESULTS = ("tokens.parquet", "per_example.csv", "hardest.csv", "summary.json", "tokens_compare.parquet",
+                  "per_example_change.csv")
+
+
+def interrupted(args) -> str:
+    return "the scan is not resumable, nothing was written"
 
 
 def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
@@ -75,7 +104,7 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     table, enc = scan_dataset(loaded, cfg.data, format=cfg.format, template=cfg.template, limit=cfg.limit,
                               seed=cfg.seed, split=cfg.split, prompt_field=cfg.prompt_field,
-                              response_field=cfg.response_field, max_length=cfg.max_length,
+                              response_field=cfg.response_field, max_length=cfg.max_length or None,
                               batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
                               with_entropy=cfg.entropy, progress=progress,
                               top_k=cfg.top_k if (cfg.html or cfg.compare_model) else 0)
@@ -124,7 +153,7 @@ def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dic
     # Δ log p is only meaningful token by token if both models tokenize the data identically
     examples = load_sft(cfg.data, format=cfg.format, prompt_field=cfg.prompt_field,
                         response_field=cfg.response_field, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
-    check = encode_examples(examples, tuned.tokenizer, template=cfg.template, max_length=cfg.max_length)
+    check = encode_examples(examples, tuned.tokenizer, template=cfg.template, max_length=cfg.max_length or None)
     for a, b in zip(enc.examples, check.examples):
         if a.input_ids != b.input_ids or a.labels != b.labels:
             raise ValueError(f"--compare-model {cfg.compare_model!r} tokenizes example {a.example_id!r} differently "
@@ -144,8 +173,7 @@ def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dic
 
 
 def write_html(cfg: TokensConfig, summary: dict, art: dict) -> None:
-    from pathlib import Path
-
+    from talr_theory.outputs import atomic_write_text
     from talr_theory.tokens.view import render_token_view
 
     head = dict(summary, model=cfg.model, data=f"{cfg.data} ({cfg.format}, template {cfg.template})",
@@ -154,31 +182,48 @@ def write_html(cfg: TokensConfig, summary: dict, art: dict) -> None:
     title = (f"Token Δ log p: {cfg.compare_model} vs {cfg.model}" if cfg.compare_model
              else f"Token difficulty: {cfg.model}")
     page = render_token_view(table, art["encoded"], art["tokenizer"], head, cfg.thresholds, title=title)
-    path = Path(cfg.html)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(cfg.html, page)
+
+
+def write_tables(out: str, summary: dict, art: dict) -> None:
+    """The scan's tables into ``out``, each file written atomically."""
+    from pathlib import Path
+
+    from talr_theory.outputs import atomic_write
+
+    folder = Path(out)
+    table = art["tokens"]
+    table.attrs = {}
+    atomic_write(folder / "tokens.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(folder / "per_example.csv", lambda tmp: art["per_example"].to_csv(tmp, index=False))
+    atomic_write(folder / "hardest.csv", lambda tmp: art["hardest"].to_csv(tmp, index=False))
+    if "paired" in art:
+        atomic_write(folder / "tokens_compare.parquet", lambda tmp: art["paired"].to_parquet(tmp, index=False))
+        atomic_write(folder / "per_example_change.csv",
+                     lambda tmp: art["per_example_change"].to_csv(tmp, index=False))
+    write_json(summary, str(folder / "summary.json"))
+
+
+def experiment_config(cfg: TokensConfig) -> dict:
+    """What determines the tables in --out (not where they or the HTML go, nor the device)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in ("out", "html", "device")}
 
 
 def run(args) -> int:
-    cfg = dataclass_from_args(TokensConfig, args)
-    stream = human_stream(args.json)
-    summary, art = analyze(cfg)
-    if cfg.html:
-        write_html(cfg, summary, art)
-    if cfg.out:
-        from pathlib import Path
+    import contextlib
 
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        table = art["tokens"]
-        table.attrs = {}
-        table.to_parquet(out / "tokens.parquet", index=False)
-        art["per_example"].to_csv(out / "per_example.csv", index=False)
-        art["hardest"].to_csv(out / "hardest.csv", index=False)
-        if "paired" in art:
-            art["paired"].to_parquet(out / "tokens_compare.parquet", index=False)
-            art["per_example_change"].to_csv(out / "per_example_change.csv", index=False)
-        write_json(summary, str(out / "summary.json"))
+    from talr_theory.outputs import claim_folder
+
+    cfg = check_fields(dataclass_from_args(TokensConfig, args))
+    stream = human_stream(args.json)
+    claim = (claim_folder(cfg.out, "tokens", experiment_config(cfg), overwrite=args.overwrite,
+                          results=TOKENS_RESULTS) if cfg.out else contextlib.nullcontext())
+    with claim:  # locked and checked before the scan, so a conflict costs no work
+        summary, art = analyze(cfg)
+        if cfg.html:
+            write_html(cfg, summary, art)
+        if cfg.out:
+            write_tables(cfg.out, summary, art)
     s_text = ", ".join(f"s({k})={v['mean']:.2f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" for k, v in summary["s"].items())
     print(f"{cfg.model} on {cfg.data} ({cfg.format}, template {cfg.template}): {summary['n_examples']} examples, "
           f"{summary['n_target_tokens']} target tokens, median p {summary['median_p']:.3f}, "

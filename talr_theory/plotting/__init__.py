@@ -17,3 +17,43 @@ def save_figure(fig, name: str, folder: str | Path | None = None, dpi: int = 130
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def add_caption(fig, text: str, width_chars: int | None = None) -> None:
+    """Write ``text`` under the figure (model, data, protocol, what marks mean), wrapped to its width.
+
+    A figure is often read without the README: the caption says what was measured on what, and how.
+    ``bbox_inches="tight"`` in ``save_figure`` keeps the text inside the saved image.
+    """
+    import textwrap
+
+    # below everything already drawn (tick labels can hang under the figure's own bottom edge)
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    width_in, height_in = fig.get_size_inches()
+    width = width_chars or max(60, int(box.width * 15))
+    wrapped = "\n".join(textwrap.fill(par, width) for par in text.split("\n"))
+    fig.text(box.x0 / width_in, box.y0 / height_in - 0.1 / height_in, wrapped, ha="left", va="top", fontsize=8,
+             color="0.25", transform=fig.transFigure)
+
+
+def figure_text(fig) -> dict[str, list[str]]:
+    """The words a reader sees on ``fig``: axis labels, legend titles and entries, titles, captions.
+
+    Used by tests to check that no raw column name leaks into a figure.
+    """
+    out: dict[str, list[str]] = {"axis": [], "legend_title": [], "legend": [], "title": [], "text": []}
+    legends = list(fig.legends)
+    for ax in fig.axes:
+        out["axis"] += [t for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
+        out["title"] += [t for t in (ax.get_title(),) if t]
+        if ax.get_legend() is not None:
+            legends.append(ax.get_legend())
+        out["text"] += [t.get_text() for t in ax.texts]
+    for legend in legends:
+        title = legend.get_title().get_text()
+        if title:
+            out["legend_title"].append(title)
+        out["legend"] += [t.get_text() for t in legend.get_texts()]
+    out["title"] += [t for t in (fig.get_suptitle(),) if t]
+    out["text"] += [t.get_text() for t in fig.texts]
+    return out

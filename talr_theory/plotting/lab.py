@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from talr_theory.plotting import add_caption
+
 
 def save(fig, name: str, folder: str | Path | None = None) -> Path:
     """Write ``fig`` through the one helper ``plotting.save_figure``."""
@@ -22,52 +24,84 @@ def save(fig, name: str, folder: str | Path | None = None) -> Path:
     return save_figure(fig, name, folder)
 
 
-def envelope(points: pd.DataFrame, blocks: dict, title: str = ""):
-    """Theorem 3.1: ΔL(P1) vs Δ* at each learning rate, with the fitted envelope k1Δ* + k2Δ*²λ (dashed)."""
+SYNTHETIC_MODEL = ("Synthetic lab: a tiny transformer pretrained on a known Markov source (P1), fine-tuned "
+                   "on a synthetic domain; ΔL(P1) is exact (the source's own distribution).")
+# Legend titles in words
+LAM, GAIN, METHOD, S_LABEL, EPS = "learning rate λ", "domain gain Δ*", "training method", "hard tokens s", "tolerance ε"
+
+
+def _mean_band(d: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Mean of ``y`` per ``x`` over seeds, with the seeds' range (lo, hi) and their count."""
+    return d.groupby(x, sort=True)[y].agg(mean="mean", lo="min", hi="max", n="count").reset_index()
+
+
+def envelope(points: pd.DataFrame, blocks: dict, title: str = "", caption: str | None = None):
+    """Theorem 3.1: ΔL(P1) vs Δ* at each learning rate, with the fitted envelope k1Δ* + k2Δ*²λ (dashed).
+
+    Methods share the y axis; several seeds are drawn as their mean with a band (their range).
+    """
     methods = sorted(points["method"].unique())
-    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4), squeeze=False, sharey=True)
+    n_seeds = points["seed"].nunique() if "seed" in points.columns else 1
     for ax, method in zip(axes[0], methods):
         sub = points[points["method"] == method]
-        s_values = sorted(sub["s"].unique())
-        sub = sub[sub["s"] == s_values[len(s_values) // 2]]
+        s_values = sorted(sub["s"].unique()) if "s" in sub.columns else [None]
+        s_mid = s_values[len(s_values) // 2]
+        sub = sub if s_mid is None else sub[sub["s"] == s_mid]
         lams = sorted(sub["lam"].unique())
         palette = sns.color_palette("viridis", len(lams))
         block = blocks.get(method) or {}
         for color, lam in zip(palette, lams):
-            d = sub[sub["lam"] == lam].sort_values("delta_star")
-            ax.plot(d["delta_star"], d["delta_L"], "o-", color=color, label=f"λ={lam:g}")
+            d = _mean_band(sub[sub["lam"] == lam], "delta_star", "delta_L")
+            ax.plot(d["delta_star"], d["mean"], "o-", color=color, label=f"λ={lam:g}")
+            if n_seeds > 1:
+                ax.fill_between(d["delta_star"], d["lo"], d["hi"], color=color, alpha=0.2, lw=0)
             if "k1" in block and np.isfinite(block.get("k1", np.nan)):
                 grid = np.linspace(0, d["delta_star"].max(), 50)
                 ax.plot(grid, block["k1"] * grid + block["k2"] * grid**2 * lam, "--", color=color, alpha=0.7)
         ax.set_xlabel("domain gain Δ* (nats/example)")
         ax.set_ylabel("ΔL(P1) (nats)")
+        head = method.upper() + ("" if s_mid is None else f", s={s_mid:g}")
         if "k1" in block:
-            ax.set_title(f"{method}: envelope β=2 (dashed), best β={block.get('beta_best', float('nan')):.1f}")
-        else:  # curves only (no envelope fitted)
-            ax.set_title(f"{method}, s={s_values[len(s_values) // 2]}")
-        ax.legend(fontsize=7)
+            head += f": envelope β=2 (dashed), best β={block.get('beta_best', float('nan')):.1f}"
+        ax.set_title(head, fontsize=10)
+        ax.legend(fontsize=7, title=LAM, title_fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    seeds = f"mean over {n_seeds} seeds, band: their range" if n_seeds > 1 else "one seed"
+    add_caption(fig, caption or f"{SYNTHETIC_MODEL} ΔL(P1) read at common domain gains along each run ({seeds}).")
     return fig
 
 
-def dl_vs_lr(points: pd.DataFrame, title: str = ""):
+def dl_vs_lr(points: pd.DataFrame, title: str = "", caption: str | None = None):
     """ΔL(P1) vs learning rate at fixed domain gains (log-log): the slope is Theorem 3.1's λ-dependence."""
     pos = points[points["delta_L"] > 0].copy()
-    pos["Δ*"] = pos["delta_star"].round(3)
-    g = sns.relplot(data=pos, x="lam", y="delta_L", hue="Δ*", col="method", kind="line", marker="o",
-                    palette="rocket_r", height=3.6, facet_kws={"sharey": False})
-    g.set(xscale="log", yscale="log", xlabel="learning rate λ", ylabel="ΔL(P1) at fixed Δ*")
+    pos[GAIN] = pos["delta_star"].round(3)
+    pos[METHOD] = pos["method"].str.upper()
+    g = sns.relplot(data=pos, x="lam", y="delta_L", hue=GAIN, col=METHOD, kind="line", marker="o",
+                    palette="rocket_r", height=3.6, facet_kws={"sharey": True})
+    g.set(xscale="log", yscale="log", xlabel="learning rate λ", ylabel="ΔL(P1) at fixed Δ* (nats)")
+    g.set_titles("{col_name}")
     g.figure.suptitle(title, y=1.03)
+    add_caption(g.figure, caption or f"{SYNTHETIC_MODEL} Only points with ΔL(P1) > 0 are drawn (log axis); "
+                "several seeds: line = mean, band = 95% bootstrap interval.")
     return g.figure
 
 
-def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = ""):
-    """Theorem 3.2: λ_max(ε) after one step, per s, method and optimizer (log-log; dotted: slope 1 and 1/2)."""
+def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = "", caption: str | None = None):
+    """Theorem 3.2: λ_max(ε) after one step, per s, method and optimizer (log-log; dotted: slope 1 and 1/2).
+
+    Each panel's fitted slopes (``plotting.exact.lambda_max_fit``, the one log-log fit) are written in its title.
+    """
+    from talr_theory.plotting.exact import _fit_title, lambda_max_fit
+
     d = lam_df[np.isfinite(lam_df["lambda_max"]) & (lam_df["lambda_max"] > 0)].copy()
-    d["panel"] = d["method"] + " / " + d["optimizer"]
-    g = sns.relplot(data=d, x="epsilon", y="lambda_max", hue="s", col="panel", kind="line", marker="o",
-                    palette="mako", height=3.4, errorbar=None, facet_kws={"sharey": False})
+    d["panel"] = d["method"].str.upper() + " / " + d["optimizer"]
+    d[S_LABEL] = d["s"]
+    g = sns.relplot(data=d, x="epsilon", y="lambda_max", hue=S_LABEL, col="panel", kind="line", marker="o",
+                    palette="mako", height=3.6, aspect=1.3, errorbar=None, facet_kws={"sharey": True})
+    for panel, ax in g.axes_dict.items():
+        ax.set_title(_fit_title(panel, lambda_max_fit(d[d["panel"] == panel], n_boot=200)), fontsize=8)
     for ax in g.axes.flat:
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -77,16 +111,21 @@ def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = ""):
             xs = np.array([lo, hi])
             ax.plot(xs, ymid * (xs / np.sqrt(lo * hi)) ** slope, style, color="grey", lw=1)
     g.set(xlabel="tolerance ε (nats)", ylabel="λ_max")
-    g.figure.suptitle(title + "  (grey: slope 1 dotted, slope ½ dash-dot)", y=1.03)
+    g.figure.suptitle(title + "  (grey: slope 1 dotted, slope ½ dash-dot)", y=1.12)
+    add_caption(g.figure, caption or f"{SYNTHETIC_MODEL} λ_max = the largest single-step learning rate whose exact "
+                "ΔL(P1) stays ≤ ε; line: mean over seeds. Titles: joint fit λ_max ∝ ε^a·s^b with its 95% bootstrap "
+                "interval (paper: a = 1, b = −1/2).")
     return g.figure
 
 
-def lambda_max_vs_s(lam_df: pd.DataFrame, s_column: str = "measured_s", title: str = ""):
+def lambda_max_vs_s(lam_df: pd.DataFrame, s_column: str = "measured_s", title: str = "", caption: str | None = None):
     """λ_max vs s at each ε (log-log), SFT and TALR (TALR plotted against its effective s)."""
     d = lam_df[np.isfinite(lam_df["lambda_max"]) & (lam_df["lambda_max"] > 0) & lam_df["optimizer"].eq("sgd")].copy()
     d["s_used"] = np.where(d["method"].eq("talr"), d["effective_s"], d[s_column])
     d = d[d["s_used"] > 0]
-    g = sns.relplot(data=d, x="s_used", y="lambda_max", hue="epsilon", style="method", kind="scatter",
+    d[EPS] = d["epsilon"]
+    d[METHOD] = d["method"].str.upper()
+    g = sns.relplot(data=d, x="s_used", y="lambda_max", hue=EPS, style=METHOD, kind="scatter",
                     palette="flare", height=3.8, aspect=1.3, hue_norm=matplotlib.colors.LogNorm())
     ax = g.ax
     ax.set_xscale("log")
@@ -97,6 +136,7 @@ def lambda_max_vs_s(lam_df: pd.DataFrame, s_column: str = "measured_s", title: s
     ax.set_xlabel("s (SFT: measured hard tokens; TALR: effective s = Σw(1−p))")
     ax.set_ylabel("λ_max (one step)")
     g.figure.suptitle(title, y=1.03)
+    add_caption(g.figure, caption or f"{SYNTHETIC_MODEL} One SGD step; every point is one seed at one ε.")
     return g.figure
 
 
@@ -147,15 +187,20 @@ def advisor_validation(cases: pd.DataFrame, setting: str = ADVISOR_SETTING):
     return fig
 
 
+GENERAL_WORDS = {"delta_L": "ΔL(P1)", "kl_base": "KL(q0‖qθ) on base samples", "delta_L_text": "ΔL(P1) on real text"}
+
+
 def tradeoff(traj: pd.DataFrame, general_col: str = "delta_L", title: str = ""):
     """Domain gain vs general degradation at the last checkpoint, per method and learning rate."""
     last = traj.loc[traj.groupby(["method", "lr"])["step"].idxmax()]
+    last = last.assign(**{METHOD: last["method"].str.upper(), "learning rate": last["lr"]})
     fig, ax = plt.subplots(figsize=(5.2, 4))
-    sns.scatterplot(data=last, x=general_col, y="delta_star", hue="method", size="lr", sizes=(40, 200), ax=ax)
+    sns.scatterplot(data=last, x=general_col, y="delta_star", hue=METHOD, size="learning rate", sizes=(40, 200),
+                    ax=ax)
     for r in last.itertuples():
         ax.annotate(f"{r.lr:g}", (getattr(r, general_col), r.delta_star), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
-    ax.set_xlabel(f"general degradation {general_col} (nats)")
+    ax.set_xlabel(f"general degradation {GENERAL_WORDS.get(general_col, general_col)} (nats)")
     ax.set_ylabel("domain gain Δ* (nats/example)")
     ax.set_title(title or "Trade-off per method and LR (last checkpoint)")
     fig.tight_layout()

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
+# Legend and facet names in words (the sweep table's own column names need the README to be read).
+METHOD, LR = "training method", "learning rate"
+EPOCH = "epoch (passes over the training examples)"
+
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
@@ -29,7 +33,25 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     if wise.any():
         frame.loc[wise, "run"] = [f"wise-ft α={a:g}" for a in frame.loc[wise, "wise_alpha"]]
     frame["lr_label"] = frame["lr"].map("{:g}".format)
+    frame[METHOD] = frame["run"].str.upper().str.replace("WISE-FT", "WiSE-FT")
+    frame[LR] = frame["lr_label"]
     return frame
+
+
+def sweep_context(frame: pd.DataFrame) -> str:
+    """'MODEL on DATA (FORMAT), N seed(s)': what the figure was measured on, from the rows themselves."""
+    parts = []
+    for col, fmt in (("model", "{}"), ("data", "on {}"), ("format", "({} format)")):
+        if col in frame.columns and frame[col].notna().any():
+            parts.append(fmt.format(", ".join(str(v) for v in dict.fromkeys(frame[col].dropna()))))
+    n_seeds = frame["seed"].nunique() if "seed" in frame.columns else 1
+    text = " ".join(parts) or frame.attrs.get("title", "sweep")
+    return f"{text}, {n_seeds} seed{'s' if n_seeds != 1 else ''}"
+
+
+def _seed_note(frame: pd.DataFrame, band: str = "band: 95% bootstrap interval over seeds") -> str:
+    n = frame["seed"].nunique() if "seed" in frame.columns else 1
+    return f"Lines: mean over {n} seeds, {band}." if n > 1 else "One seed per run."
 
 
 def general_metric(frame: pd.DataFrame) -> str:
@@ -74,40 +96,65 @@ def format_tradeoff_table(rows) -> str:
     return frame[keep].sort_values(["run", "lr"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
+def _tradeoff_points(frame: pd.DataFrame, general: str) -> pd.DataFrame:
+    """Per method and LR: the mean over seeds of the last checkpoint, with the seeds' range."""
+    last = final_rows(frame)
+    agg = last.groupby([METHOD, LR, "lr"]).agg(x=("delta_star", "mean"), x_lo=("delta_star", "min"),
+                                                x_hi=("delta_star", "max"), y=(general, "mean"),
+                                                y_lo=(general, "min"), y_hi=(general, "max"),
+                                                n=("seed", "nunique")).reset_index()
+    return agg.sort_values(["lr", METHOD])
+
+
 def plot_tradeoff(frame: pd.DataFrame, general: str | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    last = final_rows(frame)
+    from talr_theory.plotting import add_caption
+
     general = general or general_metric(frame)
+    pts = _tradeoff_points(frame, general)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    sns.scatterplot(data=last, x="delta_star", y=general, hue="run", style="lr_label", s=80, ax=ax)
-    if general == "kl_base" and "kl_base_se" in last.columns:
-        ax.errorbar(last["delta_star"], last[general], yerr=last["kl_base_se"], fmt="none", ecolor="0.6",
-                    zorder=0)
+    sns.scatterplot(data=pts, x="x", y="y", hue=METHOD, style=LR, s=80, ax=ax, zorder=3)
+    if int(pts["n"].max()) > 1:  # several seeds: the point is their mean, the bars their range
+        ax.errorbar(pts["x"], pts["y"], xerr=[pts["x"] - pts["x_lo"], pts["x_hi"] - pts["x"]],
+                    yerr=[pts["y"] - pts["y_lo"], pts["y_hi"] - pts["y"]], fmt="none", ecolor="0.6", zorder=1)
+    elif general == "kl_base" and "kl_base_se" in frame.columns:
+        se = final_rows(frame).groupby([METHOD, "lr"])["kl_base_se"].mean().reindex(
+            list(zip(pts[METHOD], pts["lr"]))).to_numpy()
+        ax.errorbar(pts["x"], pts["y"], yerr=se, fmt="none", ecolor="0.6", zorder=1)
     ax.axhline(0.0, color="0.8", lw=0.8)
     ax.set_xlabel("domain gain Δ* [nats/example] (higher = better domain fit)")
     ax.set_ylabel(GENERAL_LABEL[general] + "\n(lower = less forgetting)")
-    ax.set_title("Domain gain vs general degradation (last checkpoint)")
+    ax.set_title(f"Domain gain vs general degradation (last checkpoint)\n{sweep_context(frame)}", fontsize=10)
     ax.legend(fontsize=7, title_fontsize=7, loc="best")
     fig.tight_layout()
+    bars = ("Points: mean over seeds, bars: their range." if int(pts["n"].max()) > 1
+            else "One seed per run" + ("; bars: standard error of the KL over base samples." if general == "kl_base"
+                                       else "."))
+    add_caption(fig, f"Each point is one training method at one learning rate after its last step. {bars} "
+                "Δ* = drop of the held-out domain loss; ΔL(P1) as on the y axis.")
     return fig
 
 
 def plot_dynamics(frame: pd.DataFrame, general: str | None = None):
     import seaborn as sns
 
+    from talr_theory.plotting import add_caption
+
     data = _ok(frame)
     general = general or general_metric(frame)
-    long = data.melt(id_vars=["run", "lr_label", "seed", "step"], value_vars=["delta_star", general],
+    long = data.melt(id_vars=[METHOD, LR, "seed", "step"], value_vars=["delta_star", general],
                      var_name="metric", value_name="value")
     long["metric"] = long["metric"].map({"delta_star": "Δ* [nats/example]", general: GENERAL_LABEL[general]})
-    grid = sns.relplot(data=long, x="step", y="value", hue="lr_label", row="metric", col="run", kind="line",
+    grid = sns.relplot(data=long, x="step", y="value", hue=LR, row="metric", col=METHOD, kind="line",
                        marker="o", height=2.4, aspect=1.15, facet_kws={"sharey": "row"})
     grid.set_titles("{col_name}")
+    grid.set_xlabels("optimizer step")
     for (metric, _), ax in grid.axes_dict.items():
         ax.set_ylabel(metric, fontsize=7)
-    grid.figure.suptitle("Training dynamics: domain gain and general degradation", y=1.02)
+    grid.figure.suptitle(f"Training dynamics: domain gain and general degradation\n{sweep_context(frame)}", y=1.04)
+    add_caption(grid.figure, _seed_note(frame) + " Rows share their y axis, so methods compare across a row.")
     return grid.figure
 
 
@@ -115,17 +162,21 @@ def plot_frac_easy(frame: pd.DataFrame, threshold: float = 0.2):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from talr_theory.plotting import add_caption
+
     data = _ok(frame)
     col = f"train_frac_p_gt_{threshold:g}" if f"train_frac_p_gt_{threshold:g}" in data.columns \
         else f"frac_p_gt_{threshold:g}"
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.lineplot(data=data, x="epoch", y=col, hue="run", style="lr_label", marker="o", ax=ax)
-    ax.set_xlabel("epoch")
+    sns.lineplot(data=data, x="epoch", y=col, hue=METHOD, style=LR, marker="o", ax=ax)
+    ax.set_xlabel(EPOCH)
     where = "training" if col.startswith("train_") else "held-out"
     ax.set_ylabel(f"fraction of target tokens with p > {threshold:g} ({where})")
-    ax.set_title("Easy-token fraction over training")
+    ax.set_title(f"Easy-token fraction over training\n{sweep_context(frame)}", fontsize=10)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    add_caption(fig, _seed_note(frame) + f" p = the model's probability of each supervised target token "
+                f"({where} examples), teacher-forced.")
     return fig
 
 
@@ -148,16 +199,19 @@ def plot_frac_easy_by_base(frame: pd.DataFrame, threshold: float = 0.2):
         raise ValueError(f"the sweep table has no frac_p_gt_{threshold:g}_base_hard/_easy columns; "
                          f"run the sweep with --frac-by-base")
     where = "training" if cols["hard"].startswith("train_") else "held-out"
-    long = data.melt(id_vars=["run", "lr_label", "seed", "epoch"], value_vars=[cols["hard"], cols["easy"]],
+    long = data.melt(id_vars=[METHOD, LR, "seed", "epoch"], value_vars=[cols["hard"], cols["easy"]],
                      var_name="group", value_name="frac")
     long["group"] = long["group"].map({cols["hard"]: f"started hard (base p ≤ {threshold:g})",
                                        cols["easy"]: f"started easy (base p > {threshold:g})"})
-    grid = sns.relplot(data=long, x="epoch", y="frac", hue="run", style="lr_label", col="group", kind="line",
+    grid = sns.relplot(data=long, x="epoch", y="frac", hue=METHOD, style=LR, col="group", kind="line",
                        marker="o", height=3.4, aspect=1.1)
     grid.set(ylim=(-0.02, 1.02))
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("epoch", f"fraction with p > {threshold:g} ({where})")
-    grid.figure.suptitle("Easy-token fraction over training, by base difficulty", y=1.03)
+    grid.set_axis_labels(EPOCH, f"fraction with p > {threshold:g} ({where})")
+    grid.figure.suptitle(f"Easy-token fraction over training, by base difficulty\n{sweep_context(frame)}", y=1.06)
+    from talr_theory.plotting import add_caption
+
+    add_caption(grid.figure, _seed_note(frame) + " Groups by the base model's probability of the same token.")
     return grid.figure
 
 

@@ -52,7 +52,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the field and what was expected; return self."""
         def bad(name, value, expected):
-            raise ValueError(f"invalid training config: {name}={value!r}; expected {expected}")
+            from talr_theory.configs import human_value
+
+            flags = "/".join("--" + n.replace("_", "-") for n in name.split("/"))  # the flag a user types
+            raise ValueError(f"{flags} {human_value(value)}: expected {expected}")
 
         if self.method not in METHODS:
             bad("method", self.method, f"one of {', '.join(METHODS)}")

@@ -22,6 +22,17 @@ class ModelSamples:
     n_tokens: np.ndarray
 
 
+def _cached_step(model, ids, past: tuple[str, object] | None):
+    """One forward with the KV cache; ``past`` is (keyword, cache) from the previous step.
+
+    transformers 5 renamed ``past_key_values`` to ``cache`` (the old name warns on every call);
+    the keyword is taken from the output's own field, so both major versions work without warnings.
+    """
+    out = model(input_ids=ids, use_cache=True, **({past[0]: past[1]} if past is not None else {}))
+    name = "cache" if "cache" in getattr(out, "__dataclass_fields__", {}) else "past_key_values"
+    return out, (name, getattr(out, name))
+
+
 @torch.no_grad()
 def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int = 64, seed: int = 0,
                       batch_size: int = 16, pad_id: int | None = None) -> ModelSamples:
@@ -53,8 +64,7 @@ def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int
             past, drawn = None, []
             finished = torch.zeros(b, dtype=torch.bool, device=device)
             for _ in range(max_new_tokens):
-                out = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out, past = _cached_step(model, step_ids, past)
                 probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
                 step_ids = torch.multinomial(probs, 1)
                 drawn.append(step_ids)

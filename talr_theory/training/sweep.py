@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from talr_theory.configs import to_dict
+from talr_theory.configs import AT_LEAST_ONE, COUNT, POSITIVE, to_dict
 from talr_theory.training.config import METHODS, TrainConfig, checkpoint_steps
 
 KEY_FIELDS = ("method", "lr", "seed", "step", "wise_alpha")
@@ -45,24 +45,24 @@ class SweepConfig:
                                                   "choices": ("cot", "label")})
     template: str = field(default="none", metadata={"help": "prompt template", "choices": ("none", "chat")})
     methods: tuple[str, ...] = field(default=("sft", "talr"), metadata={"help": "methods: " + ",".join(METHODS)})
-    lrs: tuple[float, ...] = field(default=(1e-5, 1e-4), metadata={"help": "learning rates"})
+    lrs: tuple[float, ...] = field(default=(1e-5, 1e-4), metadata={"check": POSITIVE, "help": "learning rates"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "seeds"})
-    n_train: int = field(default=64, metadata={"help": "training examples (0: all of the train split)"})
-    n_eval: int = field(default=32, metadata={"help": "held-out domain examples (0: all of the eval split)"})
-    max_length: int = field(default=512, metadata={"help": "truncate encoded examples to this many tokens "
+    n_train: int = field(default=64, metadata={"check": COUNT, "help": "training examples (0: all of the train split)"})
+    n_eval: int = field(default=32, metadata={"check": COUNT, "help": "held-out domain examples (0: all of the eval split)"})
+    max_length: int = field(default=512, metadata={"check": COUNT, "help": "truncate encoded examples to this many tokens "
                                                            "(0: no limit; truncations are reported)"})
     general_text: str = field(default="auto", metadata={"help": "general text for ΔL(P1): auto, wikitext, "
                                                                 "tinyshakespeare, fallback, a path, or none"})
-    general_blocks: int = field(default=16, metadata={"help": "general-text blocks"})
-    block_len: int = field(default=128, metadata={"help": "tokens per general-text block"})
-    n_samples: int = field(default=16, metadata={"help": "base-model samples for KL(q0||qθ) (0: off)"})
-    sample_len: int = field(default=64, metadata={"help": "max new tokens per base-model sample"})
-    n_accuracy: int = field(default=0, metadata={"help": "held-out examples scored by greedy decoding "
+    general_blocks: int = field(default=16, metadata={"check": AT_LEAST_ONE, "help": "general-text blocks"})
+    block_len: int = field(default=128, metadata={"check": AT_LEAST_ONE, "help": "tokens per general-text block"})
+    n_samples: int = field(default=16, metadata={"check": COUNT, "help": "base-model samples for KL(q0||qθ) (0: off)"})
+    sample_len: int = field(default=64, metadata={"check": AT_LEAST_ONE, "help": "max new tokens per base-model sample"})
+    n_accuracy: int = field(default=0, metadata={"check": COUNT, "help": "held-out examples scored by greedy decoding "
                                                          "(0: off; needs checkable answers)"})
-    max_new_tokens: int = field(default=96, metadata={"help": "generation budget for accuracy"})
-    train_probe: int = field(default=16, metadata={"help": "training examples re-scored at checkpoints "
+    max_new_tokens: int = field(default=96, metadata={"check": AT_LEAST_ONE, "help": "generation budget for accuracy"})
+    train_probe: int = field(default=16, metadata={"check": COUNT, "help": "training examples re-scored at checkpoints "
                                                            "(frac p>0.2 on training data)"})
-    eval_batch_size: int = field(default=8, metadata={"help": "batch size of evaluation passes"})
+    eval_batch_size: int = field(default=8, metadata={"check": AT_LEAST_ONE, "help": "batch size of evaluation passes"})
     frac_by_base: bool = field(default=False, metadata={
         "help": "also split frac p>0.2 by base difficulty (tokens that started hard vs easy); costs one more "
                 "token scan of the held-out and probe examples per checkpoint"})
@@ -70,14 +70,15 @@ class SweepConfig:
         "help": "save each run's final model (merged for LoRA) to OUT/checkpoints/METHOD_lrLR_seedSEED, "
                 "loadable as a model spec; one full copy per run (~4 bytes/parameter in fp32)"})
     out: str = field(default="runs/sweep", metadata={"help": "output folder (rows, results.parquet/csv)"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: auto)"})
-    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 (default: auto)"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ...", "default_text": "cuda when present"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16",
+                                                      "default_text": "bfloat16 on CUDA, float32 on CPU"})
     lm_eval_tasks: str = field(default="", metadata={"help": "lm-eval-harness tasks scored on the in-memory "
                                                              "model at every checkpoint, e.g. mmlu,gsm8k,ifeval "
                                                              "(needs the lmeval extra; empty: off)"})
     lm_eval_include: str = field(default="", metadata={"help": "folder of extra lm-eval task YAMLs"})
     lm_eval_limit: int = field(default=0, metadata={"help": "examples per lm-eval task (0: all)"})
-    lm_eval_fewshot: int = field(default=-1, metadata={"help": "lm-eval few-shot examples (-1: task default)"})
+    lm_eval_fewshot: int = field(default=-1, metadata={"help": "lm-eval few-shot examples (-1: the task's own number)"})
     shard: str = field(default="", metadata={"help": "K/N: run only the K-th (0-based) of N disjoint slices of "
                                                      "the methods × lrs × seeds grid; N processes (one per "
                                                      "GPU, or a SLURM array) share one --out, then --merge"})
@@ -85,7 +86,9 @@ class SweepConfig:
 
     def validate(self) -> SweepConfig:
         def bad(name, value, expected):
-            raise ValueError(f"invalid sweep config: {name}={value!r}; expected {expected}")
+            from talr_theory.configs import human_value
+
+            raise ValueError(f"--{name.replace('_', '-')} {human_value(value)}: expected {expected}")
 
         if not self.methods:
             bad("methods", self.methods, "at least one method")
@@ -102,9 +105,11 @@ class SweepConfig:
         for name in ("general_blocks", "block_len", "sample_len", "eval_batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), "an integer >= 1")
+        if self.dtype not in (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"):
+            bad("dtype", self.dtype, "float32, bfloat16, float16 or auto")
         parse_shard(self.shard)
         if self.lm_eval_limit < 0 or self.lm_eval_fewshot < -1:
-            bad("lm_eval_limit/lm_eval_fewshot", (self.lm_eval_limit, self.lm_eval_fewshot), ">= 0 / >= -1")
+            bad("lm_eval_limit/lm_eval_fewshot", (self.lm_eval_limit, self.lm_eval_fewshot), ">= 0 and >= -1")
         if self.lm_eval_include and not Path(self.lm_eval_include).is_dir():
             bad("lm_eval_include", self.lm_eval_include, "an existing folder of lm-eval task YAMLs")
         # Every run's training config must be valid before any work starts.
@@ -210,9 +215,57 @@ def _run_config_dict(config: SweepConfig, run: TrainConfig) -> dict:
     return d
 
 
-def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
-    """Run (or resume) the sweep; return a summary dict (the ``--json`` payload). Messages go to ``log`` (stderr)."""
-    log = log if log is not None else sys.stderr
+# What never changes a sweep's rows: where they go, which process/device computes them, extra copies.
+NOT_FINGERPRINTED = ("out", "shard", "device", "save_checkpoints")
+# What ``--overwrite`` discards.
+SWEEP_RESULTS = ("rows", "results.parquet", "results.csv", "figures", "checkpoints")
+
+
+def experiment_config(config: SweepConfig) -> dict:
+    """The part of the resolved config that determines the rows (the folder's fingerprint)."""
+    d = {k: v for k, v in to_dict(config).items() if k not in NOT_FINGERPRINTED}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in ("method", "lr", "seed")}
+    return d
+
+
+def run_sweep(config: SweepConfig, progress: bool = True, log=None, overwrite: bool = False,
+              command: str = "") -> dict:
+    """Run (or resume) the sweep; return a summary dict (the ``--json`` payload). Messages go to ``log`` (stderr).
+
+    The folder ``config.out`` holds one experiment: a rerun with another config raises
+    ``outputs.OutputConflict`` naming the differing fields before anything is written (``overwrite``
+    discards the old results instead), and a second process on the same folder is refused.
+    """
+    from talr_theory.outputs import claim_folder
+
+    config.validate()
+    with claim_folder(config.out, "sweep", experiment_config(config), writer=shard_writer(config.shard),
+                      overwrite=overwrite, results=SWEEP_RESULTS, command=command,
+                      recovered=lambda: legacy_experiment(config.out)):
+        return _run_sweep(config, progress, log if log is not None else sys.stderr)
+
+
+def legacy_experiment(out: str) -> dict | None:
+    """The experiment record of a folder written before records existed, from one row's ``config_json``."""
+    rows = sorted((Path(out) / "rows").glob("*.parquet")) if (Path(out) / "rows").is_dir() else []
+    if not rows:
+        return None
+    import pandas as pd
+
+    try:
+        stored = json.loads(pd.read_parquet(rows[0], columns=["config_json"])["config_json"].iloc[0])
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        train = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.pop("train").items()
+                               if k in known})
+        fields = {f.name for f in dataclasses.fields(SweepConfig)} - {"train"}
+        sweep = SweepConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items() if k in fields},
+                            train=train)
+    except (KeyError, TypeError, ValueError, OSError):
+        return None  # unreadable: the folder is adopted as it is (nothing better is known)
+    return experiment_config(sweep)
+
+
+def _run_sweep(config: SweepConfig, progress: bool, log) -> dict:
     import torch
     from tqdm.auto import tqdm
 
@@ -225,7 +278,6 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
     from talr_theory.training.evaluation import CheckpointEvaluator
     from talr_theory.training.samples import sample_from_model
 
-    config.validate()
     runs = shard_runs(config.runs(), config.shard)
     table = ResultsTable(config.out, KEY_FIELDS, writer=shard_writer(config.shard))
     existing = table.load()
@@ -286,7 +338,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
         baseline = evaluator.set_baseline(loaded.model)
         summary["baseline"] = baseline
         flow_cache: dict = {}
-        for run in tqdm(todo, desc="sweep runs", disable=not progress):
+        runs_bar = tqdm(todo, desc="sweep runs", total=len(todo), unit="run", disable=not progress)
+        for run in runs_bar:
             cfg_dict = _run_config_dict(config, run)
 
             def on_checkpoint(row, _model, cfg_dict=cfg_dict):
@@ -305,7 +358,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
                                                             config.eval_batch_size, run.flow_tau or None)
             model = copy.deepcopy(loaded.model)
             torch.manual_seed(run.seed)
-            result = train(model, enc_train.examples, run, evaluator=evaluator, on_checkpoint=on_checkpoint,
+            result = train(model, enc_train.examples, run, evaluator=announced(evaluator, runs_bar, run),
+                           on_checkpoint=on_checkpoint,
                            pad_id=pad, flow_weights=flow_cache.get(run.flow_tau) if run.method == "flow" else None,
                            progress=progress, progress_desc=f"{run.method} lr={run.lr:g} seed={run.seed}")
             if result.status != "ok":
@@ -329,6 +383,21 @@ def run_sweep(config: SweepConfig, progress: bool = True, log=None) -> dict:
     return summary
 
 
+def announced(evaluator, bar, run: TrainConfig):
+    """``evaluator`` that says on ``bar`` what it is doing: an evaluation can take longer than many steps,
+    and a bar that stands still without saying why reads as a hang."""
+    label = f"{run.method} lr={run.lr:g} seed={run.seed}"
+
+    def evaluate(model, step):
+        bar.set_postfix_str(f"evaluating {label} at step {step}/{run.steps}", refresh=True)
+        try:
+            return evaluator(model, step)
+        finally:
+            bar.set_postfix_str(f"training {label}", refresh=True)
+
+    return evaluate
+
+
 def with_benchmarks(evaluator, config: SweepConfig, tokenizer, log):
     """The checkpoint evaluator, plus lm-eval benchmark scores when ``config.lm_eval_tasks`` is set."""
     if not config.lm_eval_tasks:
@@ -349,9 +418,9 @@ def parse_shard(text: str) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in str(text).split("/"))
     except ValueError:
-        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with integers, e.g. 0/4") from None
+        raise ValueError(f"--shard {text}: expected K/N with integers, e.g. 0/4") from None
     if not (n >= 1 and 0 <= k < n):
-        raise ValueError(f"invalid sweep config: shard={text!r}; expected K/N with N >= 1 and 0 <= K < N")
+        raise ValueError(f"--shard {text}: expected K/N with N >= 1 and 0 <= K < N")
     return k, n
 
 
@@ -385,8 +454,13 @@ def merge_sweep(out: str, log=None) -> dict:
     rows_dir = Path(out) / "rows"
     if not rows_dir.is_dir():
         raise FileNotFoundError(f"--merge: {rows_dir} does not exist (no sweep has written to --out {out})")
-    table = ResultsTable(out, KEY_FIELDS, writer="merge")
-    frame = table.consolidate()
+    from talr_theory.outputs import acquire_lock, release_lock
+
+    lock = acquire_lock(Path(out), "merge", "talr-theory sweep --merge")  # refused while an unsharded sweep writes
+    try:
+        frame = ResultsTable(out, KEY_FIELDS, writer="merge").consolidate()
+    finally:
+        release_lock(lock)
     incomplete = []
     if len(frame):
         for (method, lr, seed), group in frame.groupby(["method", "lr", "seed"], sort=True):

@@ -1,0 +1,131 @@
+"""Every command refuses a bad option or output path at once: exit 2, a message naming the flag, no traceback,
+and no model loaded (the check happens before any work)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from talr_theory.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def paths(tmp_path):
+    """An existing file, an existing folder, an empty folder posing as a model, a path under a file."""
+    f = tmp_path / "a_file.txt"
+    f.write_text("x")
+    d = tmp_path / "a_dir"
+    d.mkdir()
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    return {"FILE": str(f), "DIR": str(d), "EMPTY": str(empty), "UNDER_FILE": str(f / "sub"),
+            "MISSING_CSV": str(tmp_path / "missing.csv")}
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if any command gets as far as loading a model."""
+    import talr_theory.models as models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad option was refused")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+
+
+# (command line, flag that must be named). Placeholders are filled from the ``paths`` fixture.
+CASES = [
+    # tokens
+    ("tokens --thresholds 2", "--thresholds"),
+    ("tokens --thresholds 0.1,-1", "--thresholds"),
+    ("tokens --thresholds 0", "--thresholds"),
+    ("tokens --thresholds abc", "--thresholds"),
+    ("tokens --n-boot 0", "--n-boot"),
+    ("tokens --n-boot 5", "--n-boot"),
+    ("tokens --max-length -1", "--max-length"),
+    ("tokens --batch-size 0", "--batch-size"),
+    ("tokens --limit 0", "--limit"),
+    ("tokens --top-k -1", "--top-k"),
+    ("tokens --split test", "--split"),
+    ("tokens --out FILE", "--out"),
+    ("tokens --out UNDER_FILE", "--out"),
+    ("tokens --html DIR", "--html"),
+    ("tokens --json DIR", "--json"),
+    ("tokens --model EMPTY", "--model"),
+    ("tokens --model tiny-random --compare-model EMPTY", "--compare-model"),
+    # sweep
+    ("sweep --steps 0", "--steps"),
+    ("sweep --eval-every -1", "--eval-every"),
+    ("sweep --lrs 0", "--lrs"),
+    ("sweep --lrs 1e-4,abc", "--lrs"),
+    ("sweep --methods sft,bogus", "--methods"),
+    ("sweep --max-length -1", "--max-length"),
+    ("sweep --n-train -1", "--n-train"),
+    ("sweep --eval-batch-size 0", "--eval-batch-size"),
+    ("sweep --w-min 2", "--w-min"),
+    ("sweep --dtype float8", "--dtype"),
+    ("sweep --shard 3/2", "--shard"),
+    ("sweep --out FILE", "--out"),
+    ("sweep --json DIR", "--json"),
+    ("sweep --model EMPTY", "--model"),
+    # bounds
+    ("bounds --out FILE", "--out"),
+    ("bounds --json DIR", "--json"),
+    ("bounds --tier llm --model EMPTY", "--model"),
+    ("bounds --tier nope", "--tier"),
+    # reproduce
+    ("reproduce --out FILE", "--out"),
+    ("reproduce --json DIR", "--json"),
+    ("reproduce --model EMPTY", "--model"),
+    ("reproduce --stages exact,nope", "--stages"),
+    ("reproduce --medcalc-csv MISSING_CSV", "--medcalc-csv"),
+    # advise (its own options are validated where it defines them; the shared checks apply here)
+    ("advise --epsilon 0.1 --model EMPTY", "--model"),
+    ("advise --epsilon 0.1 --json DIR", "--json"),
+]
+
+
+def _argv(line: str, paths: dict) -> list[str]:
+    return [paths.get(word, word) for word in line.split()]
+
+
+@pytest.mark.parametrize("line,flag", CASES, ids=[c[0] for c in CASES])
+def test_bad_option_exits_2_naming_the_flag(line, flag, paths, no_model_load, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default output folder (runs/...) must never land in the repository
+    t0 = time.perf_counter()
+    try:
+        rc = main(_argv(line, paths))
+    except SystemExit as exc:  # argparse refuses at parse time
+        rc = exc.code
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert flag in err, err
+    assert "Traceback" not in err
+    assert elapsed < 5.0
+    # messages are in words: no Python reprs of converters or tuples
+    assert "invalid _" not in err and "value: '" not in err and "(0.0, 1.0)" not in err
+
+
+@pytest.mark.parametrize("line,flag", [
+    ("tokens --model tiny-random --html DIR", "--html"),
+    ("tokens --model tiny-random --out FILE", "--out"),
+    ("tokens --model tiny-random --thresholds 2", "--thresholds"),
+    ("tokens --model tiny-random --n-boot 0", "--n-boot"),
+])
+def test_bad_option_as_a_new_user_sees_it(line, flag, paths, tmp_path):
+    """A fresh process, as typed at a shell: exit 2 within 5 s, one line naming the flag, no traceback."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "talr_theory.cli", *_argv(line, paths)], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 2, proc.stderr
+    assert flag in proc.stderr and "Traceback" not in proc.stderr
+    assert elapsed < 5.0, f"took {elapsed:.1f} s: the check must come before heavy imports and any model load"
+    assert not any((tmp_path / name).exists() for name in ("runs",))
