@@ -262,6 +262,33 @@ def test_model_samples_are_exact_draws_from_the_base_model():
     assert torch.allclose(torch.from_numpy(samples.base_sum_logprob[:50]), logp.double(), atol=1e-5)
 
 
+def test_model_samples_use_the_kv_cache_correctly_and_without_warnings():
+    """Multi-token samples equal a no-cache sampler's draws (same seed), with no deprecation warning."""
+    import warnings
+    from types import SimpleNamespace
+
+    from transformers import LlamaForCausalLM
+
+    from talr_theory.models import tiny_llama_config
+    from talr_theory.training.samples import sample_from_model
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size=8, hidden_size=16, n_layers=1, n_heads=2, n_kv_heads=1,
+                                               intermediate_size=32)).eval()
+    tok = SimpleNamespace(bos_token_id=1, eos_token_id=None, pad_token_id=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        samples = sample_from_model(model, tok, n_samples=4, max_new_tokens=5, seed=3, batch_size=4)
+    # reference: the whole prefix re-run at every step (no cache), the same multinomial stream
+    ids = torch.full((4, 1), 1)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        for _ in range(5):
+            probs = torch.softmax(model(input_ids=ids).logits[:, -1, :].float(), dim=-1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1)], dim=1)
+    assert [e.input_ids for e in samples.examples] == ids.tolist()
+
+
 @pytest.mark.shared
 def test_general_text_blocks_from_wikitext():
     from talr_theory.data.general import load_general_text

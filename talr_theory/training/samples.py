@@ -22,6 +22,17 @@ class ModelSamples:
     n_tokens: np.ndarray
 
 
+def _cache_argument(model) -> str:
+    """The name of the KV-cache argument (and output field) of ``model.forward``.
+
+    transformers 5.x (checked at 5.24) renamed ``past_key_values`` to ``cache`` and warns on the old
+    name (a FutureWarning on every sampling call); older versions only know ``past_key_values``.
+    """
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int = 64, seed: int = 0,
                       batch_size: int = 16, pad_id: int | None = None) -> ModelSamples:
@@ -42,6 +53,7 @@ def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int
     if not isinstance(bos, int):
         bos = eos if isinstance(eos, int) else 0  # start from EOS as a document boundary, else id 0
     pad = pad_token_id(tokenizer) if pad_id is None else pad_id
+    cache_arg = _cache_argument(model)
     examples = []
     was_training = model.training
     model.eval()
@@ -53,8 +65,8 @@ def sample_from_model(model, tokenizer, n_samples: int = 32, max_new_tokens: int
             past, drawn = None, []
             finished = torch.zeros(b, dtype=torch.bool, device=device)
             for _ in range(max_new_tokens):
-                out = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = model(input_ids=step_ids, use_cache=True, **({cache_arg: past} if past is not None else {}))
+                past = out.get(cache_arg)
                 probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
                 step_ids = torch.multinomial(probs, 1)
                 drawn.append(step_ids)
