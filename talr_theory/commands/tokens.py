@@ -34,7 +34,13 @@ class TokensConfig:
     thresholds: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.5), metadata={"help": "thresholds θ for s(θ)"})
     batch_size: int = field(default=8, metadata={"help": "examples per forward pass"})
     bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (fp32 is the default for statistics)"})
-    entropy: bool = field(default=False, metadata={"help": "also record the predictive entropy at each target position"})
+    entropy: bool = field(default=True, metadata={
+        "help": "record the predictive entropy at each target position (full vocabulary, and EAFT's top-K) and "
+                "count confident conflicts"})
+    entropy_k: int = field(default=20, metadata={"help": "K of the top-K entropy (EAFT's default 20)"})
+    conflict_p: float = field(default=0.2, metadata={"help": "confident conflict: target p below this ..."})
+    conflict_entropy: float = field(default=0.5, metadata={
+        "help": "... and top-K entropy / ln K below this"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when present)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs"})
     seed: int = field(default=0, metadata={"help": "seed for data generation/ordering/split and the bootstrap"})
@@ -78,7 +84,7 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
                               response_field=cfg.response_field, max_length=cfg.max_length,
                               batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
                               with_entropy=cfg.entropy, progress=progress,
-                              top_k=cfg.top_k if (cfg.html or cfg.compare_model) else 0)
+                              top_k=cfg.top_k if (cfg.html or cfg.compare_model) else 0, entropy_k=cfg.entropy_k)
     scan_s = time.perf_counter() - t0
     s = s_statistics(table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed)
     summ = token_summary(table, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -107,9 +113,22 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
     }
     art = {"tokens": table, "per_example": per_example_counts(table, cfg.thresholds), "hardest": hard,
            "encoded": enc.examples, "tokenizer": loaded.tokenizer}
+    if cfg.entropy:
+        _entropy_outputs(cfg, table, summary, art)
     if cfg.compare_model:
         _compare(cfg, loaded, table, enc, summary, art, progress)
     return summary, art
+
+
+def _entropy_outputs(cfg: TokensConfig, table, summary: dict, art: dict) -> None:
+    """Entropy quantiles and confident conflicts (with intervals) into the summary and the per-example table."""
+    from talr_theory.tokens.stats import confident_conflicts, entropy_summary, per_example_conflicts
+
+    summary["entropy"] = dict(entropy_summary(table), k=cfg.entropy_k)
+    summary["confident_conflicts"] = confident_conflicts(table, cfg.conflict_p, cfg.conflict_entropy,
+                                                         n_boot=cfg.n_boot, seed=cfg.seed)
+    counts = per_example_conflicts(table, cfg.conflict_p, cfg.conflict_entropy)
+    art["per_example"]["n_confident_conflicts"] = art["per_example"]["example_id"].map(counts).to_numpy()
 
 
 def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dict, progress: bool) -> None:
@@ -132,7 +151,8 @@ def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dic
     if len(check.examples) != len(enc.examples):
         raise ValueError(f"--compare-model {cfg.compare_model!r} encodes a different number of examples")
     tuned_table = scan_tokens(tuned, enc.examples, batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
-                              with_entropy=cfg.entropy, progress=progress, top_k=cfg.top_k)
+                              with_entropy=cfg.entropy, progress=progress, top_k=cfg.top_k,
+                              entropy_k=cfg.entropy_k)
     comp = compare_summary(base_table, tuned_table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed,
                            encoded=enc.examples, tokenizer=loaded.tokenizer, k=cfg.hardest)
     summary.update(comp)
@@ -153,7 +173,8 @@ def write_html(cfg: TokensConfig, summary: dict, art: dict) -> None:
     table = art.get("paired", art["tokens"])
     title = (f"Token Δ log p: {cfg.compare_model} vs {cfg.model}" if cfg.compare_model
              else f"Token difficulty: {cfg.model}")
-    page = render_token_view(table, art["encoded"], art["tokenizer"], head, cfg.thresholds, title=title)
+    page = render_token_view(table, art["encoded"], art["tokenizer"], head, cfg.thresholds, title=title,
+                             conflict=(cfg.conflict_p, cfg.conflict_entropy))
     path = Path(cfg.html)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -184,6 +205,12 @@ def run(args) -> int:
           f"{summary['n_target_tokens']} target tokens, median p {summary['median_p']:.3f}, "
           f"frac p>0.2 {summary['frac_p_gt_0.2']:.3f}", file=stream)
     print(f"  {s_text}", file=stream)
+    if "confident_conflicts" in summary:
+        cc, ent = summary["confident_conflicts"], summary["entropy"]
+        print(f"  entropy median {ent['full_nats']['quantiles']['0.5']:.3f} nats (top-{ent['k']} / ln K median "
+              f"{ent['topk_normalized']['quantiles']['0.5']:.3f}); confident conflicts (p < {cc['p_below']:g}, "
+              f"top-K entropy < {cc['topk_entropy_below']:g}) {cc['per_example']:.2f} per example "
+              f"[{cc['per_example_ci'][0]:.2f}, {cc['per_example_ci'][1]:.2f}]", file=stream)
     print(f"  truncated {summary['truncated_examples']}, dropped {summary['dropped_examples']}; "
           f"scan {summary['scan']['seconds']:.1f} s ({summary['scan']['real_tokens_per_s']:.0f} tok/s)", file=stream)
     if cfg.compare_model:
