@@ -89,7 +89,7 @@ def surface_texts(tokenizer, ids: list[int]) -> list[str]:
         group.append(k)
         if piece.endswith(REPLACEMENT) and k + 1 < len(ids) and len(group) < UTF8_MAX_BYTES:
             continue  # an incomplete character: let the next token complete it
-        if len(group) > 1 and piece.endswith(REPLACEMENT):  # never completed: each token's own decoding
+        if len(group) > 1 and REPLACEMENT in piece:  # not one character after all: each token's own decoding
             out.extend(tokenizer.decode([ids[i]]) for i in group)
         else:
             out.extend([piece] + [""] * (len(group) - 1))
