@@ -32,9 +32,10 @@ def test_cells_verdicts_and_resume(tmp_path):
     cfg = _small()
     res = talr_map.run(cfg, tmp_path, progress=False)
     cells = res.frames["cells"]
-    # one TALR setting and DFT, × one scenario cell × two P1 variants
-    assert len(cells) == 4 and set(cells["method"]) == {"talr", "dft"}
-    assert {v.claim.split("[")[0] for v in res.verdicts} == {"talr_vs_sft_at_equal_gain", "dft_vs_sft_at_equal_gain"}
+    # one TALR setting, DFT, EAFT and ASFT, × one scenario cell × two P1 variants
+    methods = {"talr", "dft", "eaft", "asft"}
+    assert len(cells) == 8 and set(cells["method"]) == methods
+    assert {v.claim.split("[")[0] for v in res.verdicts} == {f"{m}_vs_sft_at_equal_gain" for m in methods}
     for v, r in zip(res.verdicts, cells.itertuples()):
         assert v.estimate == pytest.approx(r.ratio)
         if np.isfinite(v.ci_lo):
@@ -44,7 +45,7 @@ def test_cells_verdicts_and_resume(tmp_path):
     talr_exact = cells[(cells["method"] == "talr") & (cells["p1"] == "exact")].iloc[0]
     assert talr_exact["ratio"] > 1
     agree = res.info["sign_agreement"]
-    assert agree["n_cells"] == 4 and 0 <= agree["agreement"] <= 1
+    assert agree["n_cells"] == 8 and 0 <= agree["agreement"] <= 1
     again = talr_map.run(cfg, tmp_path, progress=False)  # resumes from the stored rows
     assert len(again.frames["runs"]) == len(res.frames["runs"])
     assert np.allclose(again.frames["cells"]["ratio"], cells["ratio"])

@@ -80,7 +80,7 @@ class Config:
     traj_grid: tuple[float, ...] = tuple(float(x) for x in np.round(np.linspace(0.05, 0.5, 10), 10))
     n_traj_instances: int = 8
     compare_lams: tuple[float, ...] = (16.0, 64.0)
-    compare_methods: tuple[str, ...] = ("sft", "talr")
+    compare_methods: tuple[str, ...] = ("sft", "talr", "eaft", "asft")
     compare_max_steps: int = 20000
     n_compare_instances: int = 5
     n_boot: int = 1000

@@ -138,7 +138,7 @@ def scenario_for(seed: int, easy_p: float, common: float, hard: str):
 
 
 def _method_runs(cfg: Config) -> list[tuple[str, float | None, str | None]]:
-    runs = [("sft", None, None), ("dft", None, None)]
+    runs = [("sft", None, None), ("dft", None, None), ("eaft", None, None), ("asft", None, None)]
     runs += [("talr", w, r) for w in cfg.w_min for r in cfg.tau_rules]
     return runs
 
