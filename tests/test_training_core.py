@@ -306,3 +306,28 @@ def test_general_text_blocks_from_wikitext():
     assert [e.input_ids for e in again.examples] == [e.input_ids for e in text.examples]
     with pytest.raises(FileNotFoundError, match="expected 'auto'"):
         load_general_text(tok, "/no/such/file.txt")
+
+
+def test_sweep_runs_the_token_objectives_by_name(tmp_path):
+    """``sweep --methods sft,talr,eaft,asft,truncate-hard`` trains each and writes rows for all five."""
+    import json
+
+    import pandas as pd
+
+    from talr_theory.cli import main
+
+    data, out = tmp_path / "toy.jsonl", tmp_path / "sweep"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}: say {w}.", "response": f" {w} {i % 5}"}) + "\n"
+                            for i, w in enumerate(["alpha", "beta", "gamma", "delta", "omega", "kappa"] * 2)))
+    methods = ["sft", "talr", "eaft", "asft", "truncate-hard"]
+    rc = main(["sweep", "--model", "tiny-random", "--data", str(data), "--methods", ",".join(methods),
+               "--lrs", "1e-3", "--seeds", "0", "--steps", "2", "--eval-every", "1", "--batch-size", "2",
+               "--n-train", "6", "--n-eval", "3", "--general-text", "fallback", "--general-blocks", "2",
+               "--block-len", "16", "--n-samples", "2", "--sample-len", "4", "--train-probe", "2",
+               "--out", str(out), "--no-progress", "--no-figures"])
+    assert rc == 0
+    table = pd.read_parquet(out / "results.parquet")
+    assert sorted(table["method"].unique()) == sorted(methods)
+    steps = {m: sorted(g["step"].tolist()) for m, g in table.groupby("method")}
+    assert steps == {m: [0, 1, 2] for m in methods}
+    assert (table["status"] == "ok").all()
