@@ -233,3 +233,17 @@ def test_sft_trainer_settings_a_token_loss_would_override_are_refused(tmp_path):
             make_sft_trainer(TokenLoss("talr"), model=lm.model, processing_class=lm.tokenizer,
                              train_dataset=datasets.Dataset.from_list(_rows()),
                              args=_args(tmp_path, "bad", **setting))
+
+
+def test_drop_in_logs_trls_metrics_from_its_own_logits(tmp_path):
+    lm = _model()
+    with pytest.warns(UserWarning, match="chunked NLL"):
+        trainer = make_sft_trainer(TokenLoss("eaft"), model=lm.model, processing_class=lm.tokenizer,
+                                   train_dataset=datasets.Dataset.from_list(_rows()),
+                                   args=_args(tmp_path, "log", max_steps=1, per_device_train_batch_size=8,
+                                              logging_strategy="steps", logging_steps=1))
+    trainer.train()
+    logged = trainer.state.log_history[0]
+    vocab = lm.model.config.vocab_size
+    assert 0 < logged["entropy"] <= torch.log(torch.tensor(float(vocab))) + 1e-6
+    assert 0 <= logged["mean_token_accuracy"] <= 1 and logged["num_tokens"] > 0

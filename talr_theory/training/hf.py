@@ -210,10 +210,11 @@ class _SFTTokenLossMixin:
             loss_fn.batch_ref_logits = None
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
-        self._log_token_metrics(outputs.logits.detach(), labels)
+        self._log_token_metrics(outputs.logits.detach(), labels, inputs.get("attention_mask"))
         return (loss, outputs) if return_outputs else loss
 
-    def _log_token_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def _log_token_metrics(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask=None) -> None:
+        """TRL's per-step metrics (entropy, token accuracy, tokens seen), on this process's batch."""
         metrics = getattr(self, "_metrics", None)
         if metrics is None:
             return
@@ -226,6 +227,9 @@ class _SFTTokenLossMixin:
         mode = "train" if self.model.training else "eval"
         metrics[mode]["entropy"].append(float(entropy.sum()) / n if n else 0.0)
         metrics[mode]["mean_token_accuracy"].append(float(correct.sum()) / n if n else 0.0)
+        if mode == "train" and attention_mask is not None and hasattr(self, "_total_train_tokens"):
+            self._total_train_tokens += int(attention_mask.sum())
+            metrics[mode]["num_tokens"] = [self._total_train_tokens]
 
 
 def _check_sft_args(args) -> None:
