@@ -42,8 +42,9 @@ class TokenLoss:
     the latest call (tokens, Σ NLL, mean weight, τ, Σ KL) for logging. For ``"flow"`` the per-example
     weights come from the ``example_weights`` argument or, inside ``make_trainer``/``make_sft_trainer``,
     from the batch. ``"asft"`` needs the base model's logits on the same batch: ``make_trainer`` /
-    ``make_sft_trainer`` compute them with ``ref_model`` (a frozen copy of the model at construction
-    when not given); a bare ``Trainer(compute_loss_func=TokenLoss("asft"))`` cannot and says so.
+    ``make_sft_trainer`` compute them with ``ref_model`` (a frozen copy of the model, taken when the
+    first trainer is built with this ``TokenLoss``, when not given); a bare
+    ``Trainer(compute_loss_func=TokenLoss("asft"))`` cannot and says so.
     """
 
     def __init__(self, method: str = "talr", tau: str | float = "median", w_min: float = obj.TALR_W_MIN,
