@@ -68,21 +68,25 @@ def reproduce(cfg: ReproduceConfig) -> dict:
             written.append(f"({name} figures failed: {type(err).__name__}: {err})")
     total = time.perf_counter() - t_start
     scale = "quick" if cfg.quick else "default"
+    models = "; ".join(f"{r.tier} {report.model_name(r.config['model'])}" for r in results if r.config.get("model"))
     preamble = [
-        f"Model `{cfg.model or 'stage defaults'}`, seed {cfg.seed}, {scale} scale, talr_theory {__version__}. This invocation took "
-        f"{total:.0f} s; stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in store.timings.items())
+        f"Seed {cfg.seed}, {scale} scale, talr_theory {__version__}. Models: {models or 'none'}. This invocation "
+        f"took {total:.0f} s; stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in store.timings.items())
         + f". Stages reused from an earlier run with the identical config: {', '.join(store.resumed) or 'none'}.",
-        "Every number below was computed by this run's code; the paper's numbers appear only in the labelled "
-        "reference table.",
+        "Every number below was computed by this run's code; the paper's numbers appear only in the claims "
+        "table's last column and the labelled reference table.",
     ]
+    pipeline = [r.tier for r in results if report.is_pipeline_check(r, cfg.quick)]
     if cfg.quick:
-        preamble.append("> Quick scale checks that the pipeline runs end to end. Its intervals are wide by "
-                        "design, so most claims are expected to read *uninformative*.")
+        preamble.append("> Quick scale is a pipeline check: it shows that every stage runs end to end on small "
+                        f"models and data. Its verdicts are marked {report.PIPELINE_MARK} and none counts as "
+                        "evidence for or against the paper.")
     text = report.render(results, f"talr-theory reproduce — {scale} scale", preamble,
-                         [w for w in written if not w.startswith("(")])
+                         [w for w in written if not w.startswith("(")], pipeline=pipeline)
     (out / "report.md").write_text(text)
     summary = {"config": dataclasses.asdict(cfg), "version": __version__, "total_s": total,
                "timings_s": store.timings, "resumed_stages": store.resumed, "discarded_stages": store.discarded,
+               "pipeline_check_stages": pipeline,
                "verdicts": [v.to_dict() for r in results for v in r.verdicts],
                "stages": {r.tier: r.to_json() for r in results}, "figures": written}
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, default=str))

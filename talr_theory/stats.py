@@ -84,6 +84,9 @@ def fit_power_law(
     logx = np.column_stack([np.log(np.asarray(regressors[k], dtype=np.float64)) for k in names])
     if np.any(y <= 0) or not np.all(np.isfinite(logx)):
         raise ValueError("fit_power_law needs positive y and positive regressors")
+    if len(y) < len(names) + 1:  # too few points to identify the exponents: say so with NaNs, not warnings
+        nan = float("nan")
+        return PowerLawFit(names, (nan,) * len(names), ((nan, nan),) * len(names), nan, nan, len(y))
     logy = np.log(y)
     coef = _lstsq_loglog(logy, logx)
     resid = logy - np.column_stack([np.ones_like(logy), logx]) @ coef
@@ -116,6 +119,35 @@ def fit_power_law(
                        len(unique), len(boots))
 
 
+def _hierarchical_indices(sizes: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (into the stacked groups) and a validity mask for ``n_boot`` two-stage resamples.
+
+    Each replicate draws len(sizes) groups with replacement, then, within each drawn group, as many of
+    its rows with replacement. Groups of unequal size are padded to the largest; the mask marks the
+    rows that were really drawn. Shapes: (n_boot, n_groups · max_size).
+    """
+    n, width = len(sizes), int(sizes.max())
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    picks = rng.integers(0, n, size=(n_boot, n))
+    picked_sizes = sizes[picks][..., None]
+    within = np.floor(rng.random((n_boot, n, width)) * picked_sizes).astype(np.int64)
+    valid = np.arange(width)[None, None, :] < picked_sizes
+    idx = np.where(valid, offsets[picks][..., None] + within, 0)
+    return idx.reshape(n_boot, n * width), valid.reshape(n_boot, n * width)
+
+
+def _replicate_stats(stacked: np.ndarray, sizes: np.ndarray, n_boot: int, rng: np.random.Generator,
+                     statistic: Callable[[np.ndarray], float]) -> np.ndarray:
+    """``statistic`` of ``n_boot`` two-stage resamples of the stacked groups (np.mean: all at once)."""
+    idx, valid = _hierarchical_indices(sizes, n_boot, rng)
+    if statistic is np.mean:
+        rows = stacked[idx]  # (n_boot, slots, ...)
+        mask = valid.reshape(valid.shape + (1,) * (rows.ndim - 2))
+        per_row = int(np.prod(rows.shape[2:], dtype=np.int64))
+        return np.where(mask, rows, 0.0).reshape(n_boot, -1).sum(axis=1) / (valid.sum(axis=1) * per_row)
+    return np.array([statistic(stacked[i[v]]) for i, v in zip(idx, valid)], dtype=np.float64)
+
+
 def hierarchical_bootstrap_ci(
     groups: Sequence[np.ndarray],
     statistic: Callable[[np.ndarray], float] = np.mean,
@@ -130,19 +162,23 @@ def hierarchical_bootstrap_ci(
     then, within each drawn seed, as many of its units with replacement, and applies ``statistic``
     to the concatenated rows. Training randomness (seeds) and evaluation randomness (units) are both
     resampled, so two runs at different seeds give intervals that can overlap. One group is an
-    ordinary bootstrap over its units.
+    ordinary bootstrap over its units. ``np.mean`` (the default) is computed for all replicates at
+    once; any other statistic is applied replicate by replicate.
     """
     arrs = [np.asarray(g, dtype=np.float64) for g in groups]
     arrs = [a for a in arrs if a.shape[0] > 0]
     if not arrs:
         raise ValueError("hierarchical_bootstrap_ci needs at least one non-empty group")
+    if n_boot < 1:
+        raise ValueError(f"hierarchical_bootstrap_ci needs n_boot >= 1, got {n_boot}")
+    stacked = np.concatenate(arrs, axis=0)
+    sizes = np.array([a.shape[0] for a in arrs], dtype=np.int64)
     rng = np.random.default_rng(seed)
-    n = len(arrs)
-    stats = np.empty(n_boot, dtype=np.float64)
-    for b in range(n_boot):
-        picks = rng.integers(0, n, size=n)
-        rows = [arrs[p][rng.integers(0, arrs[p].shape[0], size=arrs[p].shape[0])] for p in picks]
-        stats[b] = statistic(np.concatenate(rows, axis=0))
+    # Replicates are drawn in chunks so that memory stays bounded (~4M values) whatever the sizes.
+    slots = len(sizes) * int(sizes.max()) * max(1, int(np.prod(stacked.shape[1:], dtype=np.int64)))
+    chunk = max(1, min(n_boot, 4_000_000 // slots))
+    stats = np.concatenate([_replicate_stats(stacked, sizes, min(chunk, n_boot - start), rng, statistic)
+                            for start in range(0, n_boot, chunk)])
     alpha = (1.0 - level) / 2.0
     lo, hi = np.nanquantile(stats, [alpha, 1.0 - alpha])
     return float(lo), float(hi)

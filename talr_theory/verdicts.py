@@ -9,7 +9,7 @@ recompute it from the JSON:
   ``disagrees``     the CI excludes the paper's value;
   ``uninformative`` the CI contains both, or is missing / NaN.
 - range claim (``paper_value`` = [a, b]):
-  ``agrees``        the CI lies inside [a, b];
+  ``agrees``        the CI lies inside [a, b] (and, when there is an alternative, excludes it);
   ``disagrees``     the CI misses [a, b] entirely;
   ``uninformative`` otherwise (it straddles an edge), or the CI is missing / NaN.
 - ``code-check``: an identity or bound that holds for *any* model (a check of our code, not of the
@@ -84,7 +84,9 @@ def judge(ci_lo, ci_hi, paper_value, alternative_value=None, n_units: int | None
     lo, hi = float(ci_lo), float(ci_hi)
     if isinstance(paper, tuple):
         if paper[0] <= lo and hi <= paper[1]:
-            return "agrees"
+            # an interval inside the range that still reaches the alternative (e.g. a ratio of exactly 1
+            # on the edge of [0, 1]) has not ruled out "no effect"
+            return "agrees" if alt is None or not _overlaps(lo, hi, alt) else "uninformative"
         if hi < paper[0] or lo > paper[1]:
             return "disagrees"
         return "uninformative"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from talr_theory.lab.advisor import advise_with_pilots
+from talr_theory.advisor.rule import advise_with_pilots
 
 
 def _runner(curve, calls):
@@ -64,13 +64,79 @@ def test_recommendation_never_exceeds_the_true_safe_lr_on_convex_curves():
             assert adv["recommended_lr"] <= true * (1 + 1e-9)
 
 
-def test_cli_rejects_nonpositive_epsilon(capsys):
+# (flag, bad value): each must stop `advise` at parse time with exit 2, naming the flag
+BAD_OPTIONS = [
+    ("--epsilon", "-1"), ("--epsilon", "0"), ("--epsilon", "nan"), ("--epsilon", "abc"),
+    ("--gain", "-1"), ("--gain", "0"), ("--gain", "inf"),
+    ("--pilot-steps", "0"), ("--pilot-steps", "1.5"),
+    ("--pilot-lrs", "1e-5,-1e-4"), ("--pilot-lrs", "0,1e-4"), ("--pilot-lrs", "1e-4"), ("--pilot-lrs", "1e-4,1e-4"),
+    ("--pilot-lrs", ","), ("--pilot-seeds", "0"), ("--batch-size", "0"), ("--n-train", "0"), ("--n-eval", "-2"),
+    ("--n-samples", "0"), ("--sample-len", "0"), ("--max-length", "0"), ("--max-extra-pilots", "-1"),
+    ("--extra-factor", "1"), ("--extra-factor", "11"), ("--seed", "-1"), ("--format", "prose"), ("--method", "adam"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), BAD_OPTIONS, ids=[f"{f}={v}" for f, v in BAD_OPTIONS])
+def test_cli_rejects_bad_options_before_any_work(flag, value, capsys, monkeypatch):
+    import time
+
+    import talr_theory.data.sft as sft
+    import talr_theory.models as models
     from talr_theory.cli import main
 
+    def forbidden(*args, **kwargs):
+        raise AssertionError("data or a model was loaded before the options were checked")
+
+    monkeypatch.setattr(models, "load_model", forbidden)
+    monkeypatch.setattr(sft, "load_sft", forbidden)
+    t0 = time.perf_counter()
     with pytest.raises(SystemExit) as exc:
-        main(["advise", "--model", "tiny-random", "--epsilon", "-1"])
+        main(["advise", "--model", "tiny-random", "--epsilon", "0.05", flag, value])
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
     assert exc.value.code == 2
-    assert "epsilon must be > 0" in capsys.readouterr().err
+    assert f"argument {flag}:" in err and "Traceback" not in err
+    assert err.rstrip().splitlines()[-1].startswith("talr-theory advise: error:")  # its own line, not a bar's
+    assert elapsed < 5.0
+
+
+def test_cli_requires_epsilon_unless_validating(capsys):
+    from talr_theory.cli import main
+
+    assert main(["advise", "--model", "tiny-random"]) == 2
+    assert "--epsilon is required" in capsys.readouterr().err
+
+
+def test_every_flag_has_help_and_shows_its_default_once():
+    import dataclasses
+    import re
+
+    from talr_theory.advisor.config import AdviseConfig
+    from talr_theory.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["advise"]
+    by_dest = {a.dest: a for a in sub._actions}
+    for field in dataclasses.fields(AdviseConfig):
+        action = by_dest[field.name]
+        assert action.option_strings == ["--" + field.name.replace("_", "-")]
+        text = action.help % {}  # argparse's own expansion: a stray % would raise here
+        assert len(text) > 30 and text.count("(default:") == 1, (field.name, text)
+    helptext = " ".join(sub.format_help().split())
+    assert not re.search(r"default: \S+\) \(default", helptext)
+    for flag in ("--batch-size", "--n-train", "--n-eval", "--sample-len", "--seed"):
+        assert flag in helptext
+
+
+def test_config_in_code_gets_the_same_checks():
+    from talr_theory.advisor.config import AdviseConfig
+
+    assert AdviseConfig(epsilon=0.1, pilot_lrs=[1e-4, 1e-3]).pilot_lrs == (1e-4, 1e-3)
+    for kwargs, flag in (({"gain": -1.0}, "--gain"), ({"pilot_steps": 0}, "--pilot-steps"),
+                         ({"pilot_lrs": (1e-4,)}, "--pilot-lrs"), ({"pilot_lrs": (1e-4, -1.0)}, "--pilot-lrs"),
+                         ({"epsilon": float("nan")}, "--epsilon"), ({"pilot_seeds": 0}, "--pilot-seeds"),
+                         ({"method": "adam"}, "--method"), ({"pilot_steps": 2.5}, "--pilot-steps")):
+        with pytest.raises(ValueError, match=flag):
+            AdviseConfig(**kwargs)
 
 
 def test_cli_names_dropped_examples_and_the_flag(capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from talr_theory.lab.advisor import (
+from talr_theory.advisor.rule import (
     advise_from_trajectories,
     chord_crossing,
     held_out_cases,

@@ -81,3 +81,25 @@ def test_envelope_summary_recovers_a_planted_envelope():
     assert block["holdout_violation_rate"] == 0.0
     assert block["loglog_slope_dL_vs_lr_at_fixed_gain"] > 0
     assert np.isclose(block["delta_star_grid_max"], 2.0)
+
+
+def test_measured_s_is_the_token_scanners_count():
+    """n_hard_0.2 = mean over examples of #targets with p < 0.2: (2 + 0 + 1) / 3 for these probabilities."""
+    from talr_theory.lab.empirical import _token_stats
+
+    probs = ([0.1, 0.5, 0.15], [0.9, 0.3], [0.2, 0.05])  # p = 0.2 itself is not hard
+    stats = _token_stats([-torch.log(torch.tensor(p, dtype=torch.float64)) for p in probs], "sft", math.inf, 0.1)
+    assert stats["n_hard_0.2"] == pytest.approx(1.0)
+    assert stats["sum_1mp"] == pytest.approx((2.25 + 0.8 + 1.75) / 3)
+
+
+def test_line_model_in_place_moves_the_model_and_restores_it(setup):
+    model, examples = setup
+    work = copy.deepcopy(model)
+    before = [p.detach().clone() for p in work.parameters()]
+    grads, _ = objective_gradient(work, examples, "sft")
+    line = LineModel(work, step_direction(grads, "sgd"), copy=False)
+    assert line.at(0.5) is work
+    assert any(not torch.equal(a, b) for a, b in zip(work.parameters(), before))
+    line.restore()
+    assert all(torch.equal(a, b) for a, b in zip(work.parameters(), before))

@@ -84,20 +84,29 @@ def test_frontier_takes_the_least_cost_over_learning_rates():
     assert f.set_index("gain")["lr"].to_dict() == {1: 2, 2: 2}
 
 
-def test_paired_ratio_is_a_geometric_mean_with_unit_bootstrap():
-    num = np.array([2.0, 8.0, 1.0, 1.0, 4.0, 4.0])
-    den = np.array([1.0, 2.0, 1.0, 2.0, 2.0, 1.0])
-    units = np.array([0, 0, 1, 1, 2, 2])
-    r = paired_ratio(num, den, units, n_boot=500)
-    assert r.estimate == pytest.approx(np.exp(np.mean(np.log(num / den))))
-    assert r.n_units == 3 and r.n_pairs == 6 and r.ci[0] <= r.ci[1]
-    # Two units are not enough for an interval; non-positive values are left out and counted.
-    r2 = paired_ratio(num[:4], den[:4], units[:4])
-    assert math.isnan(r2.ci[0]) and r2.n_units == 2
-    r3 = paired_ratio(np.array([1.0, -1.0, 2.0, 3.0]), np.ones(4), np.array([0, 1, 2, 3]))
-    assert r3.n_pairs == 3
-    v = protocol.ratio_verdict("talr_vs_sft_at_equal_gain", "toy", "ratio", r2)
-    assert v.verdict == "uninformative"
+def test_ratio_verdict_needs_ten_units():
+    """An unregistered ratio claim follows the same ≥ 10-unit rule as the registry's."""
+    num, den = np.full(20, 0.5), np.ones(20)
+    few = protocol.ratio_verdict("x_vs_sft", "toy", "ratio", paired_ratio(num[:6], den[:6], np.arange(6)))
+    many = protocol.ratio_verdict("x_vs_sft", "toy", "ratio", paired_ratio(num, den, np.arange(20)))
+    assert few.verdict == "uninformative" and many.verdict == "agrees"
+    flipped = protocol.ratio_verdict("x_vs_sft", "toy", "ratio", paired_ratio(den, num, np.arange(20)))
+    assert flipped.verdict == "disagrees"
+
+
+def test_collect_packed_keeps_every_row_of_a_unit_across_a_resume(tmp_path):
+    calls = []
+
+    def compute(a):
+        calls.append(a)
+        return [{"i": 0, "v": float("nan")}, {"i": 1, "v": 2.0 * a}]
+
+    units = [{"a": 1}, {"a": 2}]
+    first = protocol.collect_packed(tmp_path, "toy", _Cfg(), units, compute)
+    again = protocol.collect_packed(tmp_path, "toy", _Cfg(), units, compute)
+    assert calls == [1, 2] and len(first) == len(again) == 4
+    pd.testing.assert_frame_equal(first, again)
+    assert again["v"].tolist()[1::2] == [2.0, 4.0] and again["a"].tolist() == [1, 1, 2, 2]
 
 
 def test_report_sentences_come_from_verdicts_and_code_checks_are_apart():

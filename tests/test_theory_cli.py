@@ -1,4 +1,4 @@
-"""`talr-theory bounds --tier exact --quick --json -`: exit code, the verdicts list, the tables under --out."""
+"""`talr-theory bounds --tier exact --quick --json -`: exit code, the verdicts list with protocols, the tables."""
 
 import json
 import subprocess
@@ -7,14 +7,17 @@ import sys
 import pandas as pd
 import pytest
 
+from talr_theory.claims import CLAIMS, base_id
 from talr_theory.cli import main
-from talr_theory.verdicts import LABELS, judge
+from talr_theory.tiers import STAGES
+from talr_theory.verdicts import LABELS, PROTOCOLS, Verdict
 
-FIELDS = ("claim", "tier", "quantity", "estimate", "ci_lo", "ci_hi", "paper_value", "alternative_value", "verdict")
+FIELDS = ("claim", "tier", "protocol", "quantity", "estimate", "ci_lo", "ci_hi", "paper_value", "alternative_value",
+          "verdict", "n_units", "n_seeds")
 
 
 @pytest.fixture(scope="module")
-def quick_json():
+def quick_run():
     proc = subprocess.run(
         [sys.executable, "-m", "talr_theory.cli", "bounds", "--tier", "exact", "--quick", "--json", "-",
          "--no-progress"],
@@ -22,26 +25,46 @@ def quick_json():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "exact tier" in proc.stderr  # the readable summary goes to stderr with --json -
-    return json.loads(proc.stdout)
+    return proc
 
 
-def test_verdicts_list_recomputes_from_its_own_fields(quick_json):
+@pytest.fixture(scope="module")
+def quick_json(quick_run):
+    return json.loads(quick_run.stdout)
+
+
+@pytest.fixture(scope="module")
+def quick_json_stderr(quick_run):
+    return quick_run.stderr
+
+
+def test_every_record_has_a_protocol_and_registered_claims_use_the_registry(quick_json):
     verdicts = quick_json["verdicts"]
-    claims = {v["claim"].split("[")[0] for v in verdicts}
-    assert {"thm3.2_eps_exponent", "thm3.2_s_exponent", "thm3.1_fixed_gain_slope", "thm3.1_lr_at_equal_gain",
-            "talr_vs_sft_at_equal_gain", "tilt_bounds", "tilt_identity"} <= claims
+    assert verdicts and {v["tier"] for v in verdicts} == {"exact"}
     for v in verdicts:
         assert set(FIELDS) <= set(v), v
-        assert v["tier"] == "exact" and v["verdict"] in LABELS
-        if v["verdict"] != "code-check":
-            assert judge(v["ci_lo"], v["ci_hi"], v["paper_value"], v["alternative_value"]) == v["verdict"], v
+        assert v["protocol"] in PROTOCOLS and v["verdict"] in LABELS, v
+        c = CLAIMS.get(base_id(v["claim"]))
+        if c is not None and v["verdict"] != "code-check":
+            reading = c.reading(v["protocol"])  # a tier never types a claim's values or wording
+            assert v["quantity"] == reading.quantity, v
+            assert Verdict.from_dict(v).paper_value == reading.paper_value, v
+            assert Verdict.from_dict(v).alternative_value == reading.alternative_value, v
     checks = {v["claim"]: v for v in verdicts if v["verdict"] == "code-check"}
     assert checks["tilt_bounds"]["estimate"] == 0          # no bound violation in any single step
     assert checks["tilt_identity"]["estimate"] < 1e-9       # the four forms of ΔL agree
-    # The ε exponent of the exactly modeled P1 is the second-order ½, not the paper's 1 (docs/theory.md C2):
-    # a toolkit that cannot say "disagrees" would fail here.
-    eps_exact = next(v for v in verdicts if v["claim"] == "thm3.2_eps_exponent[SFT, P1=exact]")
-    assert eps_exact["verdict"] == "disagrees" and abs(eps_exact["estimate"] - 0.5) < 0.05
+
+
+def test_printed_verdicts_are_in_words(quick_json_stderr):
+    assert "(0.0, 1.0)" not in quick_json_stderr and "alternative None" not in quick_json_stderr
+
+
+def test_tier_choices_are_the_stages(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bounds", "--tier", "no-such-tier"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert all(f"'{name}'" in err for name in STAGES), err
 
 
 def test_json_file_and_tables(tmp_path, capsys):
@@ -60,4 +83,4 @@ def test_json_file_and_tables(tmp_path, capsys):
 
 def test_model_flag_is_refused_for_tiers_without_a_model(capsys):
     assert main(["bounds", "--tier", "exact", "--quick", "--model", "tiny-random"]) == 2
-    assert "--model applies to --tier llm only" in capsys.readouterr().err
+    assert "--model does not apply to --tier exact" in capsys.readouterr().err

@@ -68,11 +68,25 @@ def test_interpolation_reads_first_crossing_and_never_extrapolates():
     trajs = [(1.0, [0.0, 0.5, 0.4, 1.0], [0.0, 1.0, 2.0, 3.0]), (2.0, [0.0, 0.3], [0.0, 0.6])]
     frame = interpolate_at_common_delta(trajs, [0.25, 0.45, 0.9])
     t0 = frame[frame.trajectory == 0].set_index("delta_star")["delta_L"]
-    assert t0[0.25] == pytest.approx(0.5)
-    assert t0[0.45] == pytest.approx(0.9)  # first crossing is between steps 0 and 1
-    assert t0[0.9] == pytest.approx(3.0 - (1.0 - 0.9) / 0.6 * 1.0)
-    assert set(frame[frame.trajectory == 1]["delta_star"]) == {0.25}
-    assert (1, 0.45) in frame.attrs["unreached"] and (1, 0.9) in frame.attrs["unreached"]
+    # 0.25 lies only between step 0 and step 1: no chord from the origin, so it is unmeasured
+    assert 0.25 not in t0.index and (0, 0.25) in frame.attrs["unreached"]
+    assert t0[0.45] == pytest.approx(1.5)  # first crossing: between steps 1 (0.5) and 2 (0.4)
+    assert t0[0.9] == pytest.approx(2.0 + (0.9 - 0.4) / 0.6 * 1.0)
+    # one checkpoint after step 0 brackets nothing
+    assert not (frame.trajectory == 1).any()
+    assert {(1, 0.25), (1, 0.45), (1, 0.9)} <= set(frame.attrs["unreached"])
+
+
+def test_interpolation_is_cost_at_gain():
+    """The adapter and the package's one equal-gain interpolation give the same numbers."""
+    from talr_theory.theory.envelope import cost_at_gain
+
+    ds, dl = [0.0, 0.2, 0.5, 0.7, 1.1], [0.0, 0.1, 0.4, 0.5, 1.3]
+    grid = [0.3, 0.6, 1.0]
+    a = interpolate_at_common_delta([(3.0, ds, dl)], grid)
+    b = cost_at_gain(pd.DataFrame({"run": 0, "step": range(5), "delta_star": ds, "delta_L": dl}), grid, by=["run"])
+    assert a["delta_L"].tolist() == pytest.approx(b["delta_L"].tolist())
+    assert a["delta_L"].tolist() == pytest.approx([0.2, 0.45, 1.1])
 
 
 def test_lambda_excess_exponents_recover_the_law():

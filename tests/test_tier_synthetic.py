@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
+import numpy as np
 import pytest
 
 from talr_theory.lab.synthetic import SourceConfig, TinyModelConfig
@@ -34,21 +34,31 @@ def tiny_result(tmp_path_factory):
 def test_contract_and_claims(tiny_result):
     result = tiny_result[0]
     check_contract(result, "synthetic")
-    claims = {v.claim for v in result.verdicts}
-    assert {"thm3.2_eps_exponent[SFT, SGD]", "thm3.2_s_exponent[SFT, SGD]",
-            "thm3.2_eps_exponent[TALR effective s, SGD]", "thm3.2_s_exponent[TALR effective s, SGD]",
-            "thm3.1_fixed_gain_slope[SFT]", "thm3.1_lr_at_equal_gain[SFT]",
-            "talr_vs_sft_at_equal_gain[best LR per method]"} <= claims
+    got = {(v.claim, v.protocol) for v in result.verdicts}
+    assert {("thm3.2_direction[SFT, SGD]", "paper"), ("thm3.2_eps_exponent[SFT, SGD]", "paper"),
+            ("thm3.2_s_exponent[SFT, SGD]", "paper"), ("thm3.2_direction[TALR, SGD]", "paper"),
+            ("thm3.1_smaller_steps[SFT]", "paper"), ("thm3.1_smaller_steps[SFT]", "stricter"),
+            ("talr_vs_sft[best LR per method]", "stricter")} <= got
     checks = {v.claim: v for v in result.verdicts if v.verdict == "code-check"}
     assert checks["tilt_bounds_transformer"].estimate == 0
     assert checks["tilt_identity_transformer"].estimate < 1e-9
 
 
-def test_intervals_state_what_they_are_conditional_on(tiny_result):
-    """The pretrained model is one draw: every evidence verdict must say its interval is conditional on it."""
+def test_verdicts_are_conditional_on_the_one_pretrained_draw(tiny_result):
+    """No interval resamples the pretrained model: every claim record says so and is not counted."""
     for v in tiny_result[0].verdicts:
         if v.verdict != "code-check":
             assert "Conditional on one draw of the pretrained model" in v.note, v.claim
+            assert v.n_units <= synthetic.PRETRAINED_DRAWS == 1 and v.verdict == "uninformative", v.claim
+
+
+def test_direction_pairs_batch_g_of_the_extreme_s(tiny_result):
+    lam = tiny_result[0].frames["lambda_max"]
+    sub = lam[lam["method"].eq("sft") & lam["optimizer"].eq("sgd")]
+    wide = sub.pivot_table(index=["group", "epsilon"], columns="s", values="lambda_max")
+    expected = float(np.exp(np.mean(np.log(wide[min(TINY.s_values)] / wide[max(TINY.s_values)]))))
+    v = next(v for v in tiny_result[0].verdicts if v.claim == "thm3.2_direction[SFT, SGD]")
+    assert v.estimate == pytest.approx(expected, rel=1e-12)
 
 
 def test_domain_rule_is_redrawn_per_group(tiny_result):
@@ -64,13 +74,22 @@ def test_same_seed_same_numbers_resumed_or_fresh(tiny_result):
     assert _same(_numbers(fresh), _numbers(first))
 
 
-def test_talr_exponent_regresses_on_effective_s(tiny_result):
+def test_exponents_regress_on_nominal_s(tiny_result):
+    fits = tiny_result[0].frames["lambda_max_fits"]
+    assert set(fits["s column"]) == {"s"}
     for v in tiny_result[0].verdicts:
         if v.claim.startswith("thm3.2_s_exponent[TALR"):
-            assert "regressor effective_s" in v.note
-    lam = tiny_result[0].frames["lambda_max"]
-    talr = lam[lam["method"] == "talr"]
-    assert not math.isclose(talr["effective_s"].mean(), talr["measured_s"].mean())
+            assert "regressor nominal s" in v.note
+
+
+def test_a_sign_step_s_exponent_is_not_a_verdict():
+    """AdamW's first step has the same size whatever s: its s exponent is a code-check with the reason."""
+    fit = {"eps_exponent": 0.5, "eps_exponent_ci": [0.4, 0.6], "s_exponent": 0.0, "s_exponent_ci": [-0.1, 0.1],
+           "s_column": "s", "n_groups": 12, "n_points": 60, "n_dropped": 0}
+    from talr_theory.tiers.protocol import exponent_verdicts
+
+    out = exponent_verdicts(fit, "synthetic", "SFT, AdamW", s_verdict=False, s_reason=synthetic._SIGN_STEP)
+    assert [v.verdict for v in out][1] == "code-check" and "sign" in out[1].note
 
 
 def test_figures_draw_from_frames(tiny_result):

@@ -33,6 +33,12 @@ NAN = float("nan")
     (1.2, 1.6, (0.0, 1.0), None, "disagrees"),
     (-0.5, -0.1, (0.0, 1.0), None, "disagrees"),
     (NAN, NAN, (0.0, 1.0), None, "uninformative"),
+    # a range claim with an alternative on its edge (ratio below one, alternative 1)
+    (0.5, 0.9, (0.0, 1.0), 1.0, "agrees"),
+    (0.5, 1.0, (0.0, 1.0), 1.0, "uninformative"),
+    (1.1, 1.3, (0.0, 1.0), 1.0, "disagrees"),
+    (1.2, 3.0, (1.0, float("inf")), 1.0, "agrees"),
+    (1.0, 3.0, (1.0, float("inf")), 1.0, "uninformative"),
 ])
 def test_rule(lo, hi, paper, alt, expected):
     assert judge(lo, hi, paper, alt) == expected
@@ -47,13 +53,14 @@ def test_bad_values_are_rejected():
         Verdict("c", "t", "q", 1.0, 0.0, 2.0, 1.0, 0.5, "consistent")
 
 
-def test_record_label_is_the_rule_of_its_own_fields_and_survives_json():
-    v = verdict("thm3.2_eps_exponent", "exact", "a", 0.52, (0.47, 0.58), 1.0, 0.5)
+def test_record_survives_json_with_its_protocol_and_units():
+    v = verdict("thm3.2_eps_exponent", "exact", "a", 0.52, (0.47, 0.58), 1.0, 0.5, protocol="stricter",
+                n_units=12, n_seeds=3)
     assert v.verdict == "disagrees"
     d = json.loads(json.dumps(v.to_dict()))
-    assert set(d) >= {"claim", "tier", "quantity", "estimate", "ci_lo", "ci_hi", "paper_value",
-                      "alternative_value", "verdict"}
-    assert judge(d["ci_lo"], d["ci_hi"], d["paper_value"], d["alternative_value"]) == d["verdict"]
+    assert set(d) >= {"claim", "tier", "protocol", "quantity", "estimate", "ci_lo", "ci_hi", "paper_value",
+                      "alternative_value", "verdict", "n_units", "n_seeds"}
+    assert (d["protocol"], d["n_units"], d["n_seeds"]) == ("stricter", 12, 3)
     assert Verdict.from_dict(d) == v
     r = verdict("thm3.1_fixed_gain_slope", "synthetic", "slope", 1.56, (1.3, 1.8), (0.0, 1.0))
     assert r.verdict == "disagrees" and r.to_dict()["paper_value"] == [0.0, 1.0]
@@ -71,6 +78,16 @@ def test_estimate_outside_its_interval_is_flagged_in_the_sentence():
     assert v.estimate_outside_ci and v.to_dict()["estimate_outside_ci"]
     assert "outside its own percentile interval" in v.sentence()
     assert not verdict("x", "t", "q", 1.0, (0.9, 1.1), 1.0, 0.5).estimate_outside_ci
+
+
+def test_ten_units_are_the_threshold():
+    nine = verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), n_units=9)
+    ten = verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), n_units=10)
+    assert (nine.verdict, ten.verdict) == ("uninformative", "agrees")
+    assert "Only 9 independent units" in nine.note and judge(0.4, 0.6, (0.0, 1.0), n_units=9) == "uninformative"
+    assert verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), protocol="stricter").protocol == "stricter"
+    with pytest.raises(ValueError, match="protocol"):
+        verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), protocol="ours")
 
 
 def test_code_check_is_never_evidence():

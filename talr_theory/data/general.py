@@ -2,10 +2,12 @@
 
 Two honest readings of "data the model already models well" (theory.md, C5):
 
-1. Real general text — WikiText-2 (valid) or Tiny Shakespeare from ``../shared`` when present. Cut
-   into fixed-length token blocks; ΔL(P1) is the change of the mean token NLL on those blocks. When
-   ``../shared`` is absent we fall back to a short built-in English passage (written for this
-   project) and say so with a warning: it is far smaller, so its ΔL is noisier.
+1. Real general text, cut into fixed-length token blocks; ΔL(P1) is the change of the mean token NLL
+   on those blocks. The default (``"auto"`` = ``"wikitext2-slice"``) is a 300 KB slice of WikiText-2
+   that ships with the package (``data/corpora/``, CC BY-SA 3.0, attribution in its README), so every
+   machine reads the same text. ``"shakespeare-slice"`` (public domain, shipped) is the default source
+   of probe passages (:func:`load_passages`). The full files under ``../shared`` are read only when
+   asked for by name (``"wikitext"``, ``"tinyshakespeare"``): never silently.
 2. Samples from the base model itself — then P1 = q0 exactly and ΔL(P1) = KL(q0 || qθ), estimated by
    Monte Carlo over the samples with a standard error. Samples are drawn once (temperature 1, no
    top-k/top-p truncation, so they are exact draws from q0) and reused at every checkpoint.
@@ -18,15 +20,28 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from talr_theory.paths import shared_file
 
-SOURCES = {
-    "wikitext": "data/general-text/wikitext-2-valid.txt",
-    "tinyshakespeare": "data/general-text/tinyshakespeare.txt",
+CORPORA_DIR = Path(__file__).resolve().parent / "corpora"
+# Shipped with the package: name -> (file under data/corpora, what it is, in words)
+SHIPPED = {
+    "wikitext2-slice": ("wikitext2-valid-slice.txt",
+                        "WikiText-2 validation, first 22 articles (shipped slice, CC BY-SA 3.0)"),
+    "shakespeare-slice": ("tinyshakespeare-slice.txt",
+                          "Tiny Shakespeare, first 2,418 lines (shipped slice, public domain)"),
 }
+DEFAULT_TEXT = "wikitext2-slice"          # "P1 = real text" ("auto" means this)
+DEFAULT_PASSAGES = "shakespeare-slice"    # probe passages of the real-model tier
+# Full files under ../shared, read only when named explicitly: name -> (relative path, in words)
+SOURCES = {
+    "wikitext": ("data/general-text/wikitext-2-valid.txt", "WikiText-2 validation, full file from ../shared"),
+    "tinyshakespeare": ("data/general-text/tinyshakespeare.txt", "Tiny Shakespeare, full file from ../shared"),
+}
+CHOICES = ("auto", *SHIPPED, *SOURCES, "fallback")
 
 # Fallback general text, written for this project (plain descriptive English, no special domain).
 FALLBACK_TEXT = """\
@@ -58,42 +73,49 @@ confidence.
 
 @dataclass
 class GeneralText:
-    """Real-text blocks for ΔL(P1): encoded blocks plus where they came from."""
+    """Real-text blocks for ΔL(P1): encoded blocks plus where they came from (in words, no paths)."""
 
     examples: list
     source: str
     is_fallback: bool
     n_tokens: int
+    block_len: int = 0
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.examples)
+
+    def summary(self) -> str:
+        """One phrase for reports: the corpus and the block counts actually used."""
+        return f"{self.n_blocks} blocks of {self.block_len} tokens of {self.source}"
 
 
 def _read_source(source: str) -> tuple[str, str, bool]:
-    """(text, description, is_fallback) for 'auto', a known name, or a file path."""
-    from pathlib import Path
+    """(text, description in words, is_fallback) for a shipped corpus, a ../shared name, or a file path.
 
+    The description never holds an absolute path: a user's file is named by its file name.
+    """
     if source == "fallback":
         return FALLBACK_TEXT, "built-in fallback passage", True
-    if source == "auto":
-        for name in ("wikitext", "tinyshakespeare"):
-            path = shared_file(SOURCES[name])
-            if path is not None:
-                return path.read_text(encoding="utf-8"), f"{name} ({path})", False
-        warnings.warn("no general text found under ../shared (wikitext, tinyshakespeare); using the short "
-                      "built-in fallback passage, so ΔL on real text will be noisier", stacklevel=3)
-        return FALLBACK_TEXT, "built-in fallback passage", True
-    if source in SOURCES:
-        path = shared_file(SOURCES[source])
+    name = DEFAULT_TEXT if source == "auto" else source
+    if name in SHIPPED:
+        file, words = SHIPPED[name]
+        return (CORPORA_DIR / file).read_text(encoding="utf-8"), f"{name}: {words}", False
+    if name in SOURCES:
+        relative, words = SOURCES[name]
+        path = shared_file(relative)
         if path is None:
-            raise FileNotFoundError(f"general text {source!r} needs ../shared/{SOURCES[source]}, which is absent; "
-                                    f"use --general-text auto (falls back to a built-in passage) or a file path")
-        return path.read_text(encoding="utf-8"), f"{source} ({path})", False
+            raise FileNotFoundError(f"general text {name!r} needs ../shared/{relative}, which is absent; "
+                                    f"the shipped {DEFAULT_TEXT!r} is the default")
+        return path.read_text(encoding="utf-8"), f"{name}: {words}", False
     path = Path(source).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"general text {source!r}: expected 'auto', 'fallback', "
-                                f"{', '.join(SOURCES)} or a path to a UTF-8 text file")
+        raise FileNotFoundError(f"general text {source!r}: expected {', '.join(map(repr, CHOICES))} "
+                                "or a path to a UTF-8 text file")
     from talr_theory.data.records import check_utf8
 
     check_utf8(path)  # a bad byte fails naming the file and line, not with a bare codec message
-    return path.read_text(encoding="utf-8"), str(path), False
+    return path.read_text(encoding="utf-8"), f"user file {path.name}", False
 
 
 def load_general_text(tokenizer, source: str = "auto", n_blocks: int = 32, block_len: int = 128,
@@ -147,4 +169,14 @@ def load_general_text(tokenizer, source: str = "auto", n_blocks: int = 32, block
         labels = list(ids)
         examples.append(EncodedExample(example_id=f"general-{k}", input_ids=ids, labels=labels))
     return GeneralText(examples=examples, source=description, is_fallback=fallback,
-                       n_tokens=sum(len(e.input_ids) - 1 for e in examples))
+                       n_tokens=sum(len(e.input_ids) - 1 for e in examples), block_len=block_len)
+
+
+def load_passages(tokenizer, n_passages: int, passage_len: int, source: str = DEFAULT_PASSAGES,
+                  seed: int = 0) -> GeneralText:
+    """Probe passages (e.g. the real-model tier's controlled-s probes): blocks of another corpus than P1's.
+
+    The default is the shipped Tiny Shakespeare slice, so the probes never depend on ``../shared`` and
+    are not WikiText-like tokens whose training would lower P1's own NLL.
+    """
+    return load_general_text(tokenizer, source, n_passages, passage_len, seed=seed)

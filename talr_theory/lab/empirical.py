@@ -20,7 +20,7 @@ The trajectories are read at common Δ* values, the tightest envelope ΔL ≤ k1
 
 from __future__ import annotations
 
-import copy
+import copy as _copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from talr_theory.stats import fit_power_law
 from talr_theory.theory.envelope import (
     fit_best_beta,
     fit_envelope,
@@ -87,16 +88,29 @@ def objective_gradient(model, examples, method: str = "sft", pad_id: int = 0, ta
         for g, gp in zip(grads, torch.autograd.grad(loss, params)):
             g += gp
     model.train(was_training)
-    per_example = []
-    for lp in losses:
+    return grads, _token_stats(losses, method, t, w_min)
+
+
+def _token_stats(losses: list[torch.Tensor], method: str, tau: float, w_min: float) -> dict:
+    """Per-example means at θ0: Σ(1−p), effective s = Σw(1−p), ‖w(1−p)‖, mean w, and the measured s.
+
+    The measured s (``n_hard_0.2``: targets with p < 0.2 per example) is counted by the token
+    scanner's ``per_example_counts``, the one s count of the package.
+    """
+    from talr_theory.tokens.stats import per_example_counts
+
+    per_example, tokens = [], []
+    for k, lp in enumerate(losses):
         p = torch.exp(-lp)
-        w = obj.talr_weights(lp, t, w_min) if method == "talr" else torch.ones_like(p)
+        w = obj.talr_weights(lp, tau, w_min) if method == "talr" else torch.ones_like(p)
         per_example.append({"sum_1mp": float((1 - p).sum()), "sum_w_1mp": float((w * (1 - p)).sum()),
-                            "l2_w_1mp": float(torch.sqrt(((w * (1 - p)) ** 2).sum())),
-                            "n_hard_0.2": int((p < 0.2).sum()), "mean_w": float(w.mean())})
+                            "l2_w_1mp": float(torch.sqrt(((w * (1 - p)) ** 2).sum())), "mean_w": float(w.mean())})
+        tokens.append(pd.DataFrame({"example_id": k, "p": p.numpy()}))
     stats = pd.DataFrame(per_example).mean().to_dict()
-    stats["tau"] = t
-    return grads, stats
+    counts = per_example_counts(pd.concat(tokens, ignore_index=True), thresholds=(0.2,))
+    stats["n_hard_0.2"] = float(counts["n_p_lt_0.2"].mean())
+    stats["tau"] = tau
+    return stats
 
 
 def step_direction(grads: list[torch.Tensor], optimizer: str) -> list[torch.Tensor]:
@@ -109,10 +123,14 @@ def step_direction(grads: list[torch.Tensor], optimizer: str) -> list[torch.Tens
 
 
 class LineModel:
-    """A copy of the model whose parameters can be set to θ0 - λ·d for any λ (restores exactly)."""
+    """The model's parameters set to θ0 − λ·d for any λ, restored exactly.
 
-    def __init__(self, model, direction: list[torch.Tensor]):
-        self.model = copy.deepcopy(model)
+    By default a copy of the model moves; with ``copy=False`` the model itself moves (no second copy
+    of a large model) and :meth:`restore` puts θ0 back.
+    """
+
+    def __init__(self, model, direction: list[torch.Tensor], copy: bool = True):
+        self.model = _copy.deepcopy(model) if copy else model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.theta0 = [p.detach().clone() for p in self.params]
         self.direction = direction
@@ -124,50 +142,40 @@ class LineModel:
         torch._foreach_add_(self.params, self.direction, alpha=-lam)
         return self.model
 
+    @torch.no_grad()
+    def restore(self):
+        torch._foreach_copy_(self.params, self.theta0)
+        return self.model
+
 
 def lambda_max_curve(line: LineModel, delta_L: Callable, epsilons: Sequence[float],
                      lam_start: float = 1e-3, rtol: float = 1e-6, factor: float = 4.0,
                      max_moves: int = 60) -> list[dict]:
-    """λ_max(ε) for each ε along one update direction: the smallest grid-bracketed λ with ΔL(λ) = ε.
+    """λ_max(ε) for each ε along one update direction: the one line scan (``theory.line_scan``) per ε.
 
-    Bracketing on a geometric grid (×``factor``) from ``lam_start`` — downwards while ΔL > ε, upwards
-    while ΔL ≤ ε — then Brent's method inside the bracket. Every ΔL evaluation is one forward pass
-    over the general data, cached, so several ε share evaluations. ΔL(0) = 0 < ε always. Rows carry
-    the number of evaluations; λ_max is inf if ΔL never exceeds ε within ``max_moves`` grid moves.
+    A geometric grid (×``factor``) from ``lam_start`` — downwards while ΔL > ε, upwards while ΔL ≤ ε —
+    then Brent's method inside the bracket; each next ε starts from the previous root. Every ΔL
+    evaluation is one forward pass over the general data, shared by all ε. Rows carry the number of
+    evaluations; λ_max is inf if ΔL never exceeds ε within ``max_moves`` new evaluations per ε.
     """
-    from scipy.optimize import brentq
+    from talr_theory.theory.line_scan import lambda_max_on_line
 
-    cache: dict[float, float] = {}
+    points: dict[float, float] = {}
 
     def f(lam: float) -> float:
-        if lam not in cache:
-            cache[lam] = delta_L(line.at(lam))
-        return cache[lam]
+        return delta_L(line.at(lam))
 
     rows, start = [], lam_start
     for eps in sorted(epsilons):
         if eps <= 0:
             raise ValueError(f"tolerance eps must be > 0, got {eps}")
-        lam, moves = start, 0
-        if f(lam) > eps:
-            while f(lam) > eps and moves < max_moves:
-                lam, moves = lam / factor, moves + 1
-            lo, hi = lam, lam * factor
-        else:
-            while f(lam) <= eps and moves < max_moves:
-                lam, moves = lam * factor, moves + 1
-            lo, hi = lam / factor, lam
-        if f(hi) <= eps:
-            rows.append({"epsilon": float(eps), "lambda_max": math.inf})
-            continue
-        if f(lo) > eps:  # even the smallest grid step is unsafe: report the smallest λ tried
-            rows.append({"epsilon": float(eps), "lambda_max": lo})
-            continue
-        root = brentq(lambda x, e=eps: f(x) - e, lo, hi, rtol=max(rtol, 4 * np.finfo(float).eps), maxiter=200)
-        rows.append({"epsilon": float(eps), "lambda_max": float(root)})
-        start = root
+        root = lambda_max_on_line(f, eps, lam_start=start, factor=factor, max_evals=max_moves, rtol=rtol,
+                                  points=points)
+        rows.append({"epsilon": float(eps), "lambda_max": root})
+        if math.isfinite(root):
+            start = root
     for r in rows:
-        r["n_evals"] = len(cache)
+        r["n_evals"] = len(points)
     return rows
 
 
@@ -185,7 +193,7 @@ def run_trajectory(model, train_examples, method: str, lr: float, steps: int, ev
     """
     from talr_theory.training.core import TrainConfig, train
 
-    work = copy.deepcopy(model)
+    work = _copy.deepcopy(model)
     nll0 = domain_nll(work)
     config = TrainConfig(method=method, lr=lr, optimizer=optimizer, steps=steps,
                          batch_size=batch_size or len(train_examples), eval_every=eval_every, seed=seed,
@@ -236,7 +244,7 @@ def envelope_summary(trajectories: pd.DataFrame, n_grid: int = 8, method: str | 
     for _g, sub in df.groupby("delta_star"):
         sub = sub[sub["delta_L"] > 0]
         if sub["lam"].nunique() >= 2:
-            slopes.append(float(np.polyfit(np.log(sub["lam"]), np.log(sub["delta_L"]), 1)[0]))
+            slopes.append(fit_power_law(sub["delta_L"], {"lam": sub["lam"]}, n_boot=0).exponent("lam"))
     block = {
         "method": method,
         "k1": fit2.k1, "k2": fit2.k2, "beta": 2.0,

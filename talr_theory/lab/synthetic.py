@@ -188,13 +188,14 @@ def load_pretrained(source_config: SourceConfig = SourceConfig(), model_config: 
                     dtype: torch.dtype = torch.float32, progress: bool = True):
     """The pretrained tiny Llama for this source (cached by config hash), as ``dtype`` in eval mode.
 
-    Returns ``(source, model, info)`` where info has the cache path, whether it was cached, the
+    Returns ``(source, model, info)`` where info has the cache entry (relative to the cache folder), whether it was cached, the
     pretraining time and the exact KL(P1 || q) in nats per sequence.
     """
     source = MarkovSource(source_config)
     folder = cache_dir() / "synthetic" / _config_hash(source_config, model_config)
     weights = folder / "model.pt"
-    info: dict = {"cache": str(folder)}
+    # The cache entry by name, never an absolute path: results and reports read the same on every machine.
+    info: dict = {"cache": f"synthetic/{folder.name}"}
     if weights.exists():
         model = build_tiny_llama(source.n_tokens, model_config)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))

@@ -9,14 +9,17 @@ not fitted on? "Tightest" means minimal total slack Σ (bound − ΔL), which is
 so the fit is a two-variable linear program (scipy's HiGHS solver).
 
 Pipeline:
-1. ``interpolate_at_common_delta`` puts every trajectory on a shared grid of Δ* values (each
-   trajectory is read at the first time it reaches each grid value; nothing is extrapolated).
+1. ``cost_at_gain`` (the package's one equal-gain interpolation; ``interpolate_at_common_delta`` is
+   its adapter for ``(λ, Δ*, ΔL)`` arrays) puts every trajectory on a shared grid of Δ* values, read
+   where each grid value is first reached between two checkpoints after step 0; nothing is
+   extrapolated and no chord is drawn from the origin.
 2. ``fit_envelope`` solves the LP for a given β (2 is the paper's); ``fit_best_beta`` scans β.
 3. ``holdout_validity`` fits on some λ and counts violations on the held-out λ.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,23 +30,57 @@ from scipy.optimize import linprog
 DEFAULT_BETAS = tuple(np.round(np.arange(0.5, 4.01, 0.1), 10))
 
 
-def interpolate_at_common_delta(trajectories, grid) -> pd.DataFrame:
-    """Read each trajectory's ΔL(P1) at common domain-gain values Δ*.
+def cost_at_gain(traj: pd.DataFrame, gains: Sequence[float], by: Sequence[str], gain: str = "delta_star",
+                 cost: str = "delta_L", step: str = "step", min_step: int = 1) -> pd.DataFrame:
+    """Interpolated cost (e.g. ΔL(P1)) at each target gain, per trajectory (rows grouped by ``by``).
 
-    ``trajectories`` is a list of ``(lam, delta_star_array, delta_L_array)`` (one entry per step,
-    in time order). For every grid value g the trajectory is read at the *first* step where
-    Δ* reaches g, interpolating linearly between that step and the previous one — this is "the
-    moment the domain gain g is achieved", well defined even if Δ* is not monotone in time.
-    Grid values the trajectory never reaches (or that lie below its first recorded Δ*) are not
-    extrapolated; they are listed in ``frame.attrs["unreached"]`` as (trajectory, g) pairs.
+    The one equal-gain interpolation of the package. Only brackets between two measured
+    checkpoints with ``step >= min_step`` are used: with the default the origin (step 0) never
+    serves as one end, so a first step that overshoots a grid value leaves that value unmeasured
+    instead of drawing a chord from the origin. The gain is taken as first reached along the
+    trajectory (the first bracket that crosses it). Targets without a bracket get NaN
+    (``measured=False``) and are counted by the callers.
+    """
+    rows = []
+    for key, g in traj.groupby(list(by), sort=True):
+        g = g[g[step] >= min_step].sort_values(step)
+        x, y = g[gain].to_numpy(float), g[cost].to_numpy(float)
+        key = key if isinstance(key, tuple) else (key,)
+        for target in gains:
+            val = _first_crossing(x, y, float(target))
+            rows.append({**dict(zip(by, key)), gain: float(target), cost: val, "measured": not math.isnan(val)})
+    # Same columns when nothing could be measured (no gains, no trajectories): callers count and drop.
+    return pd.DataFrame(rows, columns=[*by, gain, cost, "measured"])
+
+
+def _first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """y linearly interpolated where x first reaches ``target`` (NaN when no bracket holds it)."""
+    for i in range(len(x) - 1):
+        lo, hi = x[i], x[i + 1]
+        if lo == target:
+            return float(y[i])
+        if min(lo, hi) <= target <= max(lo, hi) and hi != lo:
+            return float(y[i] + (target - lo) / (hi - lo) * (y[i + 1] - y[i]))
+    if len(x) and x[-1] == target:
+        return float(y[-1])
+    return float("nan")
+
+
+def interpolate_at_common_delta(trajectories, grid) -> pd.DataFrame:
+    """Read each trajectory's ΔL(P1) at common domain-gain values Δ* (through :func:`cost_at_gain`).
+
+    ``trajectories`` is a list of ``(lam, delta_star_array, delta_L_array)`` (one entry per
+    checkpoint, in time order, the first being step 0). Each grid value is read where Δ* first
+    reaches it, between two checkpoints after step 0 (a first step that overshoots a grid value
+    leaves it unmeasured: no chord from the origin). Grid values a trajectory does not bracket are
+    not extrapolated; they are listed in ``frame.attrs["unreached"]`` as (trajectory, g) pairs.
 
     Returns a tidy frame with columns ``lam, delta_star, delta_L, trajectory``.
     """
     grid = np.asarray(grid, dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
         raise ValueError("interpolate_at_common_delta: grid must be a non-empty 1-D array of finite values")
-    rows = []
-    unreached = []
+    frames = []
     for k, traj in enumerate(trajectories):
         if len(traj) != 3:
             raise ValueError(f"trajectory {k}: expected (lam, delta_star_array, delta_L_array), got {len(traj)} items")
@@ -55,19 +92,15 @@ def interpolate_at_common_delta(trajectories, grid) -> pd.DataFrame:
                              f"got shapes {ds.shape} and {dl.shape}")
         if not (np.all(np.isfinite(ds)) and np.all(np.isfinite(dl))):
             raise ValueError(f"trajectory {k} (lam={lam}): non-finite delta_star or delta_L values")
-        for g in grid:
-            hit = np.flatnonzero(ds >= g)
-            if hit.size == 0 or (hit[0] == 0 and ds[0] != g):
-                unreached.append((k, float(g)))
-                continue
-            t = hit[0]
-            if t == 0 or ds[t] == g:
-                value = dl[t]
-            else:
-                frac = (g - ds[t - 1]) / (ds[t] - ds[t - 1])  # ds[t-1] < g <= ds[t]
-                value = dl[t - 1] + frac * (dl[t] - dl[t - 1])
-            rows.append({"lam": float(lam), "delta_star": float(g), "delta_L": float(value), "trajectory": k})
-    frame = pd.DataFrame(rows, columns=["lam", "delta_star", "delta_L", "trajectory"])
+        frames.append(pd.DataFrame({"trajectory": k, "lam": float(lam), "step": np.arange(len(ds)),
+                                    "delta_star": ds, "delta_L": dl}))
+    at = cost_at_gain(pd.concat(frames, ignore_index=True), grid, by=["trajectory", "lam"]) if frames else None
+    if at is None:
+        frame = pd.DataFrame(columns=["lam", "delta_star", "delta_L", "trajectory"])
+        frame.attrs["unreached"] = []
+        return frame
+    unreached = [(int(r.trajectory), float(r.delta_star)) for r in at[~at["measured"]].itertuples()]
+    frame = at[at["measured"]][["lam", "delta_star", "delta_L", "trajectory"]].reset_index(drop=True)
     frame.attrs["unreached"] = unreached
     return frame
 

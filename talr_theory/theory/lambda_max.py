@@ -8,6 +8,8 @@ depends on how well the model fits the general data P1:
   ΔL(P1) ≈ A·λ, so λ_max ≈ ε / A — linear in ε, the paper's form;
 * second-order regime (P1 exactly modeled, A = 0): ΔL(P1) ≈ (B/8)·λ², so λ_max ≈ √(8ε/B).
 
+λ_max itself is found by the one line scan of every tier (``theory.line_scan``).
+
 ``fit_lambda_max_scaling`` regresses log λ_max on log ε (and log s when s varies) with bootstrap
 confidence intervals over groups (a group = one random instance, all its ε values resampled
 together). It is used by every tier (exact, synthetic, LLM); the comparison with the paper's
@@ -21,6 +23,9 @@ import pandas as pd
 
 from talr_theory.stats import fit_power_law
 from talr_theory.theory.steps import TALR_W_MIN
+
+# ----------------------------------------------------------------------------------------------
+# Exponents of λ_max in ε and s
 
 
 def fit_lambda_max_scaling(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, s_column: str = "s") -> dict:

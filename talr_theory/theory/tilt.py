@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 from scipy.special import logsumexp
 
 from talr_theory.theory.codelength import log_softmax, random_distribution
+from talr_theory.theory.line_scan import lambda_max_on_line
 
 
 def _check(rho, p, logits, h):
@@ -105,22 +105,16 @@ def lambda_max_exact(delta_fn, eps: float, lam_start: float = 1.0, max_doublings
                      rtol: float = 1e-12) -> float:
     """The exact safe step: the λ > 0 where the convex curve ΔL(λ) crosses ε (inf if it never does).
 
-    ``delta_fn(λ)`` must be the exact degradation after a step of size λ. We double λ from
-    ``lam_start`` until ΔL > ε, keep the last λ with ΔL ≤ ε as the lower bracket, and solve with
-    Brent's method. Convexity and ΔL(0) = 0 < ε make the crossing unique.
+    ``delta_fn(λ)`` must be the exact degradation after a step of size λ. The one line scan
+    (``line_scan.lambda_max_on_line``) doubles λ from ``lam_start`` until ΔL > ε (halving first if
+    ΔL(lam_start) ≥ ε) and Brent's method solves inside the last doubling. Convexity and
+    ΔL(0) = 0 < ε make the crossing unique.
     """
     if eps <= 0:
         raise ValueError(f"lambda_max_exact: tolerance eps must be > 0, got {eps}")
-    lo, hi = 0.0, float(lam_start)
-    if not np.isfinite(hi) or hi <= 0:
-        hi = 1.0
-    for _ in range(max_doublings):
-        if delta_fn(hi) > eps:
-            break
-        lo, hi = hi, hi * 2.0
-    else:
-        return float("inf")
-    return float(brentq(lambda lam: delta_fn(lam) - eps, lo, hi, xtol=1e-300, rtol=rtol, maxiter=500))
+    start = float(lam_start) if np.isfinite(lam_start) and lam_start > 0 else 1.0
+    return lambda_max_on_line(delta_fn, eps, lam_start=start, factor=2.0, max_evals=max_doublings, rtol=rtol,
+                              xtol=1e-300)
 
 
 def cumulants(q: np.ndarray, g: np.ndarray) -> tuple[float, float, float]:

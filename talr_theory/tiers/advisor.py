@@ -1,7 +1,7 @@
 """The safe-LR advisor on held-out runs in the synthetic lab (exact ΔL(P1)).
 
 A *case* is (scenario, seed, ε). Per (scenario, seed) the advisor runs its pilots (SFT, plain SGD,
-full batch) and — when ε is not bracketed — extra pilots (``lab.advisor.advise_with_pilots``);
+full batch) and — when ε is not bracketed — extra pilots (``advisor.rule.advise_with_pilots``);
 the pilots of one (scenario, seed) are shared by its tolerances. Independently of the advisor, a
 dense grid of held-out learning rates is trained to the same domain gain; the *true* largest safe
 LR for each ε is found on that grid (the largest grid LR that, with every smaller one, keeps
@@ -13,12 +13,14 @@ and the median ratio recommended / true safe LR (how conservative the advisor is
 advisor, not the paper, so they are plain facts (``info["notes"]``), not verdicts.
 
 Scenarios: ``s<k>`` is the lab's domain with k hard concept tokens per example (``lab.domains``).
+Each (scenario, seed) is one unit of the resumable loop (``protocol.collect_units``); its cases are
+stored together as one record, so a killed run keeps every finished unit and recomputes none.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from talr_theory.tiers.protocol import TierResult, ensure_rows, results_table
+from talr_theory.tiers.protocol import TierResult, collect_units
 
 NAME = "advisor"
 
@@ -71,7 +73,7 @@ def parse_scenario(name: str) -> int:
 
 def _unit(cfg: Config, scenario: str, seed: int, lab) -> list[dict]:
     """All cases of one (scenario, seed): pilots, held-out grid, recommendations and their checks."""
-    from talr_theory.lab.advisor import held_out_cases
+    from talr_theory.advisor.rule import held_out_cases
     from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
     from talr_theory.lab.empirical import run_trajectory
 
@@ -106,26 +108,44 @@ def summarize(cases: pd.DataFrame) -> dict:
             "n_cannot_certify": int((cases["status"] == "cannot-certify").sum())}
 
 
-def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
-    from tqdm.auto import tqdm
+def _plain(o):
+    """JSON for numpy scalars inside a unit's stored cases."""
+    return o.item() if hasattr(o, "item") else str(o)
 
+
+def collect_cases(cfg: Config, out, progress: bool, lab_factory) -> pd.DataFrame:
+    """Every (scenario, seed) unit's cases through the one resumable loop; one stored record per unit.
+
+    A unit yields one row per tolerance ε, all under the unit's key: they are packed into one JSON
+    record (floats round-trip exactly) so they can neither overwrite each other nor be half-written.
+    ``lab_factory()`` loads the pretrained lab only when some unit is not stored yet.
+    """
+    lab: list = []
+
+    def packed(scenario: str, seed: int) -> list[dict]:
+        if not lab:
+            lab.append(lab_factory())
+        return [{"cases_json": json.dumps(_unit(cfg, scenario, seed, lab[0]), default=_plain)}]
+
+    units = [{"scenario": sc, "seed": cfg.seed * 1000 + k} for sc in cfg.scenarios for k in range(cfg.n_seeds)]
+    stored = collect_units(out, NAME + "_units", cfg, ["scenario", "seed"], units, packed, progress=progress,
+                           desc="advisor validation")
+    rows = [{**case, "scenario": rec["scenario"], "seed": int(rec["seed"])}
+            for rec in stored.to_dict("records") for case in json.loads(rec["cases_json"])]
+    return pd.DataFrame(rows)
+
+
+def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
     from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained, torch_threads
+
+    def lab_factory():
+        source, model, _ = load_pretrained(progress=progress)
+        return source, model, ExactGeneralEvaluator(source, model)
 
     cfg.validate()
     t0 = time.perf_counter()
-    table = results_table(out, NAME + "_cases", cfg, ["scenario", "seed", "epsilon"])
-    done = table.load() if table is not None else None
-    rows = []
     with torch_threads(1):
-        source, model, _ = load_pretrained(progress=progress)
-        lab = (source, model, ExactGeneralEvaluator(source, model))
-        units = list(itertools.product(cfg.scenarios, range(cfg.n_seeds)))
-        for scenario, k in tqdm(units, desc="advisor validation", disable=not progress):
-            seed = cfg.seed * 1000 + k
-            key = {"scenario": scenario, "seed": seed}
-            got = ensure_rows(table, done, key, lambda scenario=scenario, seed=seed: _unit(cfg, scenario, seed, lab))
-            rows += [{**r, **key} for r in got]
-    cases = pd.DataFrame(rows)
+        cases = collect_cases(cfg, out, progress, lab_factory)
     summary = summarize(cases)
     notes = [
         f"Advisor on held-out runs ({summary['n_cases']} cases = scenarios {', '.join(cfg.scenarios)} × "
@@ -149,6 +169,6 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
 
 
 def figures(result: TierResult, save) -> None:
-    from talr_theory.plotting.talr_map import advisor_cases
+    from talr_theory.plotting.lab import advisor_validation
 
-    save(advisor_cases(result.frames["cases"]), "advisor_held_out")
+    save(advisor_validation(result.frames["cases"]), "advisor_held_out")

@@ -4,14 +4,20 @@ What it measures (every grid lives in :class:`Config`):
 
 - the four forms of ΔL (code length, KL difference, token tree, tilt) on random trees, and the
   single-step tilt bounds (Jensen ≤ exact ≤ Hoeffding ≤ TV) — code-checks, true for any model;
-- Theorem 3.1: full-batch SGD trajectories of kernel-softmax scenarios at several step sizes λ,
-  read at common domain gains Δ* (``cost_at_gain``); the log-log slope of ΔL(P1) on λ at fixed Δ*
-  and the ratio ΔL(smallest λ) / ΔL(largest λ) at equal gain, both bootstrapped over scenario
-  instances; the envelope k1·Δ* + k2·Δ*²·λ fitted on the first instance (plain facts);
+- Theorem 3.1 (``thm3.1_smaller_steps``): full-batch SGD trajectories of kernel-softmax scenarios at
+  several step sizes λ, read at common domain gains Δ* (``cost_at_gain``). Paper protocol: ΔL(P1)
+  at the smallest λ over the largest at the same Δ*; stricter: the log-log slope of ΔL(P1) on λ at
+  fixed Δ*; both bootstrapped over scenario instances. The envelope k1·Δ* + k2·Δ*²·λ is fitted on
+  the first instance (plain facts);
 - Theorem 3.2: exact λ_max(ε) of one step by root finding, per instance, s, method and P1
-  variant; SFT's exponents regress on the nominal s (the number of hard targets by
-  construction), TALR's on its effective s = Σ w(1−p) per example;
-- TALR vs SFT at equal domain gain: ΔL(P1) ratio at the same (instance, λ, Δ*).
+  variant. Its direction (``thm3.2_direction``: λ_max(s_low) / λ_max(s_high) at equal ε) is judged
+  on its own; its exponents regress on the nominal s (the number of hard targets by construction)
+  for every method, and only where λ_max is a power law in ε (``measures.eps_power_law_shape``):
+  otherwise the record says so and nothing is fitted;
+- each method of ``Config.compare_methods`` against SFT (``talr_vs_sft``). Paper protocol: ΔL(P1)
+  ratio at the same λ after the same number of steps (SFT's steps to the target gain), with the
+  domain-gain difference there in the note; stricter: ΔL(P1) difference at equal Δ*, each method
+  at its least-degrading λ.
 
 Two P1 variants of the same scenario: ``exact`` (general data modeled exactly, P1 = q0) and
 ``mis-modeled`` (the model gives domain tokens mass that general data never use). Bootstrap units
@@ -26,32 +32,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from talr_theory.claims import CLAIMS, claim_verdict
 from talr_theory.theory.codelength import identity_errors
-from talr_theory.theory.envelope import (
-    fit_best_beta,
-    fit_envelope,
-    holdout_validity,
-    interpolate_at_common_delta,
-)
+from talr_theory.theory.envelope import fit_best_beta, fit_envelope, holdout_validity
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling, lambda_max_experiment
 from talr_theory.theory.scenario import ScenarioConfig, make_scenario
 from talr_theory.theory.steps import TALR_W_MIN
 from talr_theory.theory.tilt import check_single_step, summarize_single_step
 from talr_theory.theory.trajectories import run_trajectory
+from talr_theory.tiers.measures import eps_power_law_shape, frontier, paired_difference
 from talr_theory.tiers.protocol import (
     TierResult,
     bound_check,
+    collect_packed,
     cost_at_gain,
-    ensure_rows,
+    direction_verdict,
     exponent_verdicts,
-    fixed_gain_slope_verdict,
-    fixed_gain_slopes,
-    lr_pair_at_gain,
     paired_ratio,
-    ratio_verdict,
-    results_table,
+    thm31_verdicts,
 )
 from talr_theory.verdicts import code_check
 
@@ -78,18 +77,21 @@ class Config:
     traj_lams: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
     traj_target_gain: float = 0.5
     traj_grid: tuple[float, ...] = tuple(float(x) for x in np.round(np.linspace(0.05, 0.5, 10), 10))
-    n_traj_instances: int = 8
+    n_traj_instances: int = 12
     compare_lams: tuple[float, ...] = (16.0, 64.0)
+    # One tuple: another method is one more name here (one of ``theory.reweighting.METHODS``).
     compare_methods: tuple[str, ...] = ("sft", "talr", "eaft", "asft")
     compare_max_steps: int = 20000
-    n_compare_instances: int = 5
+    n_compare_instances: int = 10
     n_boot: int = 1000
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
-        return cls(n_identity=150, n_single_step=300, n_lambda_instances=6, n_boot=300, n_traj_instances=4,
+        # λ_max and SFT trajectories are cheap: 10 instances keep their claims decidable at quick scale;
+        # the method comparison (slow TALR trajectories) keeps 3 and reads uninformative.
+        return cls(n_identity=150, n_single_step=300, n_lambda_instances=10, n_boot=300, n_traj_instances=10,
                    compare_lams=(64.0,), n_compare_instances=3, seed=seed)
 
     def instance_seeds(self, n: int) -> list[int]:
@@ -97,7 +99,7 @@ class Config:
 
 
 # ----------------------------------------------------------------------------------------------
-# Units of work (each returns plain rows; persisted per unit through ``results_table``)
+# Units of work (each returns plain rows; persisted per unit through ``protocol.collect_packed``)
 
 
 def _trajectory_rows(cfg: Config, seed: int, method: str, lams, max_steps: int) -> list[dict]:
@@ -137,15 +139,6 @@ def _lambda_max_rows(cfg: Config, seed: int, p1: str, geometry: str) -> list[dic
     return frame.drop(columns=["p1"]).to_dict("records")
 
 
-def _collect(table, units, compute, progress: bool, desc: str) -> pd.DataFrame:
-    done = table.load() if table is not None else None
-    rows = []
-    for key in tqdm(units, desc=desc, disable=not progress, leave=False):
-        for r in ensure_rows(table, done, key, lambda key=key: compute(**key)):
-            rows.append({**r, **key})
-    return pd.DataFrame(rows)
-
-
 # ----------------------------------------------------------------------------------------------
 # Analyses
 
@@ -155,71 +148,123 @@ def _envelope_facts(traj: pd.DataFrame, cfg: Config) -> tuple[dict, pd.DataFrame
     facts, frames = {}, []
     first = traj[(traj["instance"] == traj["instance"].min()) & (traj["method"] == "sft")]
     for p1, sub in first.groupby("p1", sort=True):
-        runs = [(lam, g.sort_values("step")["delta_star"].to_numpy(), g.sort_values("step")["delta_L"].to_numpy())
-                for lam, g in sub.groupby("lam", sort=True)]
-        points = interpolate_at_common_delta(runs, cfg.traj_grid)
+        at = cost_at_gain(sub, cfg.traj_grid, by=["lam"])
+        points = at[at["measured"]][["lam", "delta_star", "delta_L"]].reset_index(drop=True)
         fit2 = fit_envelope(points["delta_star"], points["delta_L"], points["lam"], beta=2.0)
         best = fit_best_beta(points["delta_star"], points["delta_L"], points["lam"])
         lams = sorted(points["lam"].unique())
-        hold = holdout_validity(points, lams[:-1], lams[-1:], beta=2.0)
+        hold = (holdout_validity(points, lams[:-1], lams[-1:], beta=2.0) if len(lams) >= 2
+                else {"holdout_violation_rate": float("nan")})
         facts[P1_LABELS[p1]] = {"k1": fit2.k1, "k2": fit2.k2, "beta_least_slack": best.beta,
                                 "extrapolation_violation_rate": hold["holdout_violation_rate"],
-                                "n_points": int(len(points))}
+                                "n_points": int(len(points)), "n_unmeasured": int((~at["measured"]).sum())}
         frames.append(points.assign(p1=p1, bound_beta2=fit2.bound(points["delta_star"], points["lam"])))
     return facts, pd.concat(frames, ignore_index=True)
 
 
 def _theorem_3_1(traj: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame, pd.DataFrame]:
+    """Both readings of Theorem 3.1 on SFT trajectories, per P1; units = scenario instances."""
     sft = traj[traj["method"] == "sft"]
     verdicts, slopes_all, pairs_all = [], [], []
     for p1, label in P1_LABELS.items():
         at = cost_at_gain(sft[sft["p1"] == p1], cfg.traj_grid, by=["instance", "lam"])
-        slopes = fixed_gain_slopes(at, unit="instance")
-        verdicts.append(fixed_gain_slope_verdict(
-            slopes, "instance", NAME, label, n_boot=cfg.n_boot, seed=cfg.seed,
-            note=f"SFT, s={cfg.traj_s}, λ ∈ {list(cfg.traj_lams)}; cells with ΔL(P1) ≤ 0 have no logarithm and are "
-                 "left out."))
-        pairs = lr_pair_at_gain(at, unit="instance")
-        ratio = paired_ratio(pairs["cost_small"], pairs["cost_large"], pairs["instance"], n_boot=cfg.n_boot,
-                             seed=cfg.seed)
-        verdicts.append(ratio_verdict(
-            f"thm3.1_lr_at_equal_gain[{label}]", NAME,
-            "ΔL(P1) at the smallest λ / at the largest λ, same Δ*", ratio,
-            note="Pairs with a non-positive ΔL are left out."))
+        vs, slopes, pairs = thm31_verdicts(
+            at, "instance", NAME, label, n_boot=cfg.n_boot, seed=cfg.seed,
+            note=f"SFT, s={cfg.traj_s}, λ ∈ {list(cfg.traj_lams)}, Δ* grid of {len(cfg.traj_grid)}; units = "
+                 f"scenario instances; {int((~at['measured']).sum())} (instance, λ, Δ*) cells unmeasured.")
+        verdicts += vs
         slopes_all.append(slopes.assign(p1=p1))
         pairs_all.append(pairs.assign(p1=p1))
     return verdicts, pd.concat(slopes_all, ignore_index=True), pd.concat(pairs_all, ignore_index=True)
 
 
-def _talr_vs_sft(comp: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
-    verdicts, frames = [], []
+def _same_steps(comp: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Per (instance, λ, P1): SFT and ``method`` after the steps SFT takes to reach the target gain."""
+    rows = []
+    for (inst, lam, p1), g in comp.groupby(["instance", "lam", "p1"], sort=True):
+        sft, other = g[g["method"] == "sft"], g[g["method"] == method]
+        if not len(sft) or not len(other):
+            continue
+        n = int(sft["steps"].iloc[0])
+        a, b = sft[sft["step"] == n], other[other["step"] == n]
+        nan = float("nan")
+        rows.append({"instance": inst, "lam": lam, "p1": p1, "method": method, "steps": n,
+                     "delta_L_sft": float(a["delta_L"].iloc[0]) if len(a) else nan,
+                     "delta_L_method": float(b["delta_L"].iloc[0]) if len(b) else nan,
+                     "delta_star_sft": float(a["delta_star"].iloc[0]) if len(a) else nan,
+                     "delta_star_method": float(b["delta_star"].iloc[0]) if len(b) else nan})
+    return pd.DataFrame(rows, columns=["instance", "lam", "p1", "method", "steps", "delta_L_sft", "delta_L_method",
+                                       "delta_star_sft", "delta_star_method"])
+
+
+def _domain_gain_verdict(method: str, same: pd.DataFrame, cfg: Config):
+    """The domain half of the claim at the same λ and steps: Δ*_method / Δ*_SFT (no accuracy here)."""
+    dom = paired_ratio(same["delta_star_method"], same["delta_star_sft"], same["instance"], n_boot=cfg.n_boot,
+                       seed=cfg.seed)
+    return claim_verdict(
+        f"{method}_comparable_domain_gain", "paper", NAME, dom.estimate, dom.ci, n_units=dom.n_units,
+        qualifier=f"λ ∈ {list(cfg.compare_lams)}",
+        note=f"Δ* after the steps SFT needs to reach Δ* = {cfg.traj_target_gain:g}; {dom.n_pairs} pairs over "
+             f"{dom.n_units} instances, {dom.n_dropped} dropped (missing or Δ* ≤ 0).")
+
+
+def _methods_vs_sft(comp: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame, pd.DataFrame]:
+    """Each compared method against SFT: the paper's same-λ-same-steps ratio, our equal-gain difference.
+
+    Verdicts only for methods with a registered claim ``<method>_vs_sft``; the others get frames.
+    """
+    verdicts, at_frames, step_frames = [], [], []
     for p1, label in P1_LABELS.items():
-        at = cost_at_gain(comp[comp["p1"] == p1], cfg.traj_grid, by=["instance", "method", "lam"])
-        frames.append(at.assign(p1=p1))
-        piv = at.pivot_table(index=["instance", "lam", "delta_star"], columns="method", values="delta_L").reset_index()
-        for m in ("sft", "talr"):  # a method never measured at any gain leaves no pair: the claim stays, without data
-            if m not in piv.columns:
-                piv[m] = np.nan
-        ratio = paired_ratio(piv["talr"], piv["sft"], piv["instance"], n_boot=cfg.n_boot, seed=cfg.seed)
-        verdicts.append(ratio_verdict(
-            f"talr_vs_sft_at_equal_gain[{label}]", NAME, "ΔL(P1)_TALR / ΔL(P1)_SFT at the same (λ, Δ*)", ratio,
-            note=f"λ ∈ {list(cfg.compare_lams)}, s={cfg.traj_s}; pairs with a non-positive ΔL are left out."))
-    return verdicts, pd.concat(frames, ignore_index=True)
+        sub = comp[comp["p1"] == p1]
+        at = cost_at_gain(sub, cfg.traj_grid, by=["instance", "method", "lam"])
+        at_frames.append(at.assign(p1=p1))
+        best = frontier(at, over="lam", by=["instance", "method", "delta_star"]) if at["measured"].any() else at
+        piv = best.pivot_table(index=["instance", "delta_star"], columns="method", values="delta_L").reset_index()
+        for method in [m for m in cfg.compare_methods if m != "sft"]:
+            same = _same_steps(sub, method)
+            step_frames.append(same)
+            claim_id = f"{method}_vs_sft"
+            if claim_id not in CLAIMS:
+                continue
+            ratio = paired_ratio(same["delta_L_method"], same["delta_L_sft"], same["instance"], n_boot=cfg.n_boot,
+                                 seed=cfg.seed)
+            gain_gap = float((same["delta_star_method"] - same["delta_star_sft"]).mean())
+            verdicts.append(claim_verdict(
+                claim_id, "paper", NAME, ratio.estimate, ratio.ci, n_units=ratio.n_units, qualifier=label,
+                note=f"Same λ ∈ {list(cfg.compare_lams)} and the steps SFT needs to reach Δ* = "
+                     f"{cfg.traj_target_gain:g}; there {method.upper()}'s Δ* − SFT's = {gain_gap:.3g} nats/token "
+                     f"(mean; the domain side of the claim, not an accuracy). {ratio.n_pairs} pairs over "
+                     f"{ratio.n_units} instances, {ratio.n_dropped} dropped (missing or ΔL ≤ 0)."))
+            if p1 == "exact" and f"{method}_comparable_domain_gain" in CLAIMS:  # Δ* does not depend on P1
+                verdicts.append(_domain_gain_verdict(method, same, cfg))
+            for m in ("sft", method):  # a method never measured at any gain leaves no pair: no data, same claim
+                if m not in piv.columns:
+                    piv[m] = np.nan
+            diff = paired_difference(piv[method], piv["sft"], piv["instance"], n_boot=cfg.n_boot, seed=cfg.seed)
+            verdicts.append(claim_verdict(
+                claim_id, "stricter", NAME, diff.estimate, diff.ci, n_units=diff.n_units, qualifier=label,
+                note=f"Each method at its least-degrading λ ∈ {list(cfg.compare_lams)} per Δ*; mean over the "
+                     f"Δ* both reach per instance (nats/token); {diff.n_pairs} (instance, Δ*) pairs over "
+                     f"{diff.n_units} instances, {diff.n_dropped} without both methods measured."))
+    steps = pd.concat(step_frames, ignore_index=True) if step_frames else _same_steps(comp.iloc[:0], "none")
+    return verdicts, pd.concat(at_frames, ignore_index=True), steps
 
 
 def _theorem_3_2(lam: pd.DataFrame, cfg: Config) -> tuple[list, dict]:
+    """Direction and exponents of λ_max per variant; s is the nominal s for every method."""
     verdicts, fits = [], {}
-    variants = [("default", p1, "sft", "s", f"SFT, {label}") for p1, label in P1_LABELS.items()]
-    variants += [("default", p1, "talr", "effective_s", f"TALR effective s, {label}") for p1, label in P1_LABELS.items()]
-    variants.append(("independent", "exact", "sft", "s", "SFT, P1=exact, independent leakage"))
-    for geometry, p1, method, s_col, suffix in variants:
+    variants = [("default", p1, m, f"{m.upper()}, {label}") for m in ("sft", "talr") for p1, label in P1_LABELS.items()]
+    variants.append(("independent", "exact", "sft", "SFT, P1=exact, independent leakage"))
+    for geometry, p1, method, suffix in variants:
         sub = lam[(lam["geometry"] == geometry) & (lam["p1"] == p1) & (lam["method"] == method)]
-        fit = fit_lambda_max_scaling(sub, n_boot=cfg.n_boot, seed=cfg.seed, s_column=s_col)
-        fits[suffix] = fit
-        s_text = "nominal s (hard targets per example by construction)" if s_col == "s" else \
-            "TALR's effective s = Σ w(1−p) per example at θ0"
-        verdicts += exponent_verdicts(fit, NAME, suffix, note=f"One SGD step; regressor {s_text}; bootstrap over "
-                                                             "scenario instances.")
+        note = ("One SGD step; λ_max(ε) exact by root finding; regressor nominal s (hard targets per example by "
+                "construction); units = scenario instances.")
+        v, _ = direction_verdict(sub, "instance", NAME, suffix, note=note, n_boot=cfg.n_boot, seed=cfg.seed)
+        shape = eps_power_law_shape(sub.assign(unit=sub["instance"].astype(str) + "/" + sub["s"].astype(str)), "unit")
+        fit = fit_lambda_max_scaling(sub, n_boot=cfg.n_boot, seed=cfg.seed, s_column="s")
+        fits[suffix] = {**fit, "power_law": shape.is_power_law, "local_slopes": [shape.min_slope, shape.max_slope],
+                        "shape": shape.reason}
+        verdicts += [v, *exponent_verdicts(fit, NAME, suffix, note=note, shape=shape)]
     return verdicts, fits
 
 
@@ -230,26 +275,23 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     single = check_single_step(rng, cfg.n_single_step, lams=cfg.single_step_lams, eps_values=cfg.single_step_eps)
     ss = summarize_single_step(single, cfg.single_step_eps)
 
-    traj_units = [{"instance": s} for s in cfg.instance_seeds(cfg.n_traj_instances)]
-    traj = _expand(_collect(results_table(out, NAME + "_trajectories", cfg, ["instance", "method", "lam", "p1"]),
-                            traj_units, lambda instance: _trajectory_rows(cfg, instance, "sft", cfg.traj_lams,
-                                                                          cfg.compare_max_steps),
-                            progress, "exact: SFT trajectories"))
-    comp_units = [{"instance": s, "method": m} for s in cfg.instance_seeds(cfg.n_compare_instances)
-                  for m in cfg.compare_methods]
-    comp = _expand(_collect(results_table(out, NAME + "_compare", cfg, ["instance", "method", "lam", "p1"]),
-                            comp_units, lambda instance, method: _trajectory_rows(cfg, instance, method,
-                                                                                  cfg.compare_lams,
-                                                                                  cfg.compare_max_steps),
-                            progress, "exact: methods at equal gain"))
+    traj = _expand(collect_packed(
+        out, NAME + "_trajectories", cfg, [{"instance": s} for s in cfg.instance_seeds(cfg.n_traj_instances)],
+        lambda instance: _trajectory_rows(cfg, instance, "sft", cfg.traj_lams, cfg.compare_max_steps),
+        progress, "exact: SFT trajectories"))
+    comp = _expand(collect_packed(
+        out, NAME + "_compare", cfg, [{"instance": s, "method": m} for s in cfg.instance_seeds(cfg.n_compare_instances)
+                                      for m in cfg.compare_methods],
+        lambda instance, method: _trajectory_rows(cfg, instance, method, cfg.compare_lams, cfg.compare_max_steps),
+        progress, "exact: methods against SFT"))
     lam_units = [{"instance": s, "p1": p1, "geometry": "default"} for p1 in P1_LABELS
                  for s in cfg.instance_seeds(cfg.n_lambda_instances)]
     lam_units += [{"instance": s, "p1": "exact", "geometry": "independent"}
                   for s in cfg.instance_seeds(cfg.n_lambda_instances)]
     lam_units += [{"instance": cfg.instance_seeds(1)[0], "p1": "exact", "geometry": "tabular"}]
-    lam = _collect(results_table(out, NAME + "_lambda_max", cfg, ["instance", "p1", "geometry", "method", "s", "epsilon"]), lam_units,
-                   lambda instance, p1, geometry: _lambda_max_rows(cfg, instance, p1, geometry),
-                   progress, "exact: λ_max")
+    lam = collect_packed(out, NAME + "_lambda_max", cfg, lam_units,
+                         lambda instance, p1, geometry: _lambda_max_rows(cfg, instance, p1, geometry),
+                         progress, "exact: λ_max")
 
     verdicts = [
         code_check("tilt_identity", NAME, f"max |difference| between the four ΔL forms on {len(id_err)} random trees "
@@ -264,7 +306,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
                                note="Without leakage a domain step never changes a general context: holds by "
                                     "construction."))
     v31, slopes, pairs = _theorem_3_1(traj, cfg)
-    veq, at_gain = _talr_vs_sft(comp, cfg)
+    veq, at_gain, same_steps = _methods_vs_sft(comp, cfg)
     v32, fits = _theorem_3_2(lam[lam["geometry"] != "tabular"], cfg)
     verdicts += v31 + v32 + veq
     envelope, env_points = _envelope_facts(traj, cfg)
@@ -295,6 +337,7 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
                      f"Δ* = {cfg.traj_target_gain:g}.")
     lam_table = pd.DataFrame([{"variant": k, "a (ε exponent)": v["eps_exponent"], "a CI": v["eps_exponent_ci"],
                                "b (s exponent)": v["s_exponent"], "b CI": v["s_exponent_ci"], "s column": v["s_column"],
+                               "power law in ε": v["power_law"], "local slopes (median min, max)": v["local_slopes"],
                                "n_groups": v["n_groups"], "n_dropped": v["n_dropped"]} for k, v in fits.items()])
     frames = {
         "identity_errors": pd.DataFrame({"instance": np.arange(len(id_err)), "max_abs_error": id_err}),
@@ -306,7 +349,8 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
         "lr_pairs": pairs,
         "methods_at_equal_gain": at_gain,
         "lambda_max": lam,
-        "lambda_max_fits": lam_table.astype({"a CI": str, "b CI": str}),
+        "methods_same_steps": same_steps,
+        "lambda_max_fits": lam_table.astype({"a CI": str, "b CI": str, "local slopes (median min, max)": str}),
     }
     info = {
         "summary": (f"Exact ΔL(P1) in kernel-softmax scenarios: {cfg.n_traj_instances} instances × "

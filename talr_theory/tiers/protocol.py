@@ -14,16 +14,16 @@ fingerprint differs from the current one is never reused. Per-unit rows of a lon
 :func:`results_table`, whose folder name carries the same fingerprint, so rows of another
 configuration can never be mixed in.
 
-Shared measurement helpers used by more than one tier live here too: the λ_max power-law verdicts,
-cost-at-equal-gain interpolation (never between the origin and the first checkpoint) and paired
-ratios with bootstrap intervals.
+The claim verdicts the tiers share are built here from the statistics of
+:mod:`talr_theory.tiers.measures` (equal-gain readings, paired ratios, slopes), always through
+``claims.claim_verdict``: Theorem 3.1 both ways, Theorem 3.2's direction and its exponents (only
+where λ_max is a power law in ε).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -36,16 +36,23 @@ import numpy as np
 import pandas as pd
 
 from talr_theory import __version__
+from talr_theory.claims import claim_verdict
 from talr_theory.configs import json_safe, to_dict
 from talr_theory.results import ResultsTable
-from talr_theory.stats import bootstrap_ci
+from talr_theory.tiers.measures import (  # noqa: F401  (re-exported: tiers import them from here)
+    PairedDifference,
+    PairedRatio,
+    PowerLawShape,
+    cost_at_gain,
+    direction_ratios,
+    fixed_gain_slopes,
+    frontier,
+    lr_pair_at_gain,
+    paired_difference,
+    paired_ratio,
+    per_unit_mean_ci,
+)
 from talr_theory.verdicts import Verdict, code_check, verdict
-
-# The paper's values and the honest alternative for each exponent claim (see docs/theory.md §3).
-PAPER_EPS_EXPONENT, ALT_EPS_EXPONENT = 1.0, 0.5
-PAPER_S_EXPONENT, ALT_S_EXPONENT = -0.5, 0.0
-# Theorem 3.1's form k1·Δ* + k2·Δ*²·λ is affine in λ at fixed Δ*: log-log slope in (0, 1].
-PAPER_FIXED_GAIN_SLOPE = (0.0, 1.0)
 
 
 @dataclass
@@ -163,7 +170,8 @@ def collect_units(out: str | os.PathLike | None, name: str, config, key_fields: 
                   desc: str | None = None) -> pd.DataFrame:
     """The one resumable per-unit loop: every unit's rows, computed once and persisted under ``out``.
 
-    ``units`` are dicts over ``key_fields``; ``compute(**unit)`` returns that unit's rows. With ``out``
+    ``units`` are dicts over (a subset of) ``key_fields``; ``compute(**unit)`` returns that unit's rows,
+    which carry the remaining key fields (e.g. ``step``) so that no two rows of a unit share a key. With ``out``
     the rows go to ``results_table(out, name, config, key_fields)`` one unit at a time, so a killed run
     resumes without losing or duplicating a unit. Each returned row carries its unit's key fields.
     """
@@ -173,27 +181,89 @@ def collect_units(out: str | os.PathLike | None, name: str, config, key_fields: 
     done = table.load() if table is not None else None
     rows = []
     for key in tqdm(list(units), desc=desc or name, disable=not progress, leave=False):
-        missing = set(key_fields) - set(key)
-        if missing:
-            raise ValueError(f"unit {key!r} lacks key fields {sorted(missing)}")
+        extra = set(key) - set(key_fields)
+        if extra:  # a unit names a subset of the key; its rows supply the rest (e.g. a step column)
+            raise ValueError(f"unit {key!r} has fields {sorted(extra)} that are not key fields {list(key_fields)}")
         for r in ensure_rows(table, done, key, lambda key=key: compute(**key)):
             rows.append({**r, **key})
     return pd.DataFrame(rows)
 
+def _plain(o):
+    """JSON for numpy scalars and arrays inside packed rows."""
+    return o.tolist() if hasattr(o, "tolist") else str(o)
+
+
+def collect_packed(out: str | os.PathLike | None, name: str, config, units: Sequence[dict],
+                   compute: Callable[..., list[dict]], progress: bool = False, desc: str | None = None) -> pd.DataFrame:
+    """:func:`collect_units` for units that yield many rows: each unit's rows are stored as one record.
+
+    The results table is keyed by the unit's fields, so a unit's rows (which share that key) are
+    packed into one JSON record and unpacked here: they can neither overwrite each other on disk nor
+    be half-written. Returns every row with its unit's key fields, as :func:`collect_units` does.
+    """
+    units = list(units)
+    if not units:
+        return pd.DataFrame()
+    fields = list(units[0])
+
+    def packed(**key):
+        return [{"rows_json": json.dumps(compute(**key), default=_plain)}]
+
+    stored = collect_units(out, name, config, fields, units, packed, progress=progress, desc=desc)
+    rows = []
+    for rec in stored.to_dict("records"):
+        key = {k: rec[k] for k in fields}
+        rows += [{**r, **key} for r in json.loads(rec["rows_json"])]
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------------------------
-# Verdicts from fitted exponents
+# Claims judged from the shared measures (every verdict through ``claims.claim_verdict``)
 
 
-def exponent_verdicts(fit: dict, tier: str, suffix: str = "", note: str = "") -> list[Verdict]:
-    """``thm3.2_eps_exponent`` and (when s varied) ``thm3.2_s_exponent`` from a ``fit_lambda_max_scaling`` block."""
-    tag = f"[{suffix}]" if suffix else ""
-    out = [verdict(f"thm3.2_eps_exponent{tag}", tier, "exponent a of λ_max ∝ ε^a", fit.get("eps_exponent"),
-                   fit.get("eps_exponent_ci"), PAPER_EPS_EXPONENT, ALT_EPS_EXPONENT,
-                   note=(note + f" n_groups={fit.get('n_groups')}, n_points={fit.get('n_points')}.").strip())]
-    if fit.get("s_exponent") is not None:
-        out.append(verdict(f"thm3.2_s_exponent{tag}", tier, "exponent b of λ_max ∝ s^b", fit["s_exponent"],
-                           fit.get("s_exponent_ci"), PAPER_S_EXPONENT, ALT_S_EXPONENT,
-                           note=(note + f" s = {fit.get('s_column', 's')}; n_groups={fit.get('n_groups')}.").strip()))
+def _units(measured: int, override: int | None) -> int:
+    """The independent units behind an interval: the measured count, or fewer where a draw above them
+    (e.g. one pretrained model) is not resampled."""
+    return measured if override is None else min(measured, override)
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p.strip() for p in parts if p and p.strip())
+
+
+def exponent_verdicts(fit: dict, tier: str, suffix: str = "", note: str = "", *, shape: PowerLawShape | None = None,
+                      s_verdict: bool = True, s_reason: str = "", n_units: int | None = None) -> list[Verdict]:
+    """``thm3.2_eps_exponent`` and (when s varied) ``thm3.2_s_exponent`` from a ``fit_lambda_max_scaling`` block.
+
+    ``shape`` (from ``measures.eps_power_law_shape``): when λ_max is not a power law in ε, no exponent
+    is a verdict; the record says so (no interval, uninformative). ``s_verdict=False`` (e.g. a sign
+    step, whose size does not depend on s by construction) records the s exponent as a code-check
+    with ``s_reason`` instead. ``n_units`` caps the independent units (default: the fit's groups).
+    """
+    units = _units(int(fit.get("n_groups") or 0), n_units)
+    base = _join(note, f"n_groups={fit.get('n_groups')}, n_points={fit.get('n_points')}, "
+                       f"n_dropped={fit.get('n_dropped', 0)}.")
+    if shape is not None and not shape.is_power_law:
+        why = _join(base, f"Not fitted: λ_max is not a power law in ε ({shape.reason}; median local slopes "
+                          f"{shape.min_slope:.2f} to {shape.max_slope:.2f} over {shape.n_units} units).")
+        out = [claim_verdict("thm3.2_eps_exponent", "paper", tier, float("nan"), None, n_units=units,
+                             qualifier=suffix, note=why)]
+        if fit.get("s_exponent") is not None:
+            out.append(claim_verdict("thm3.2_s_exponent", "paper", tier, float("nan"), None, n_units=units,
+                                     qualifier=suffix, note=why))
+        return out
+    out = [claim_verdict("thm3.2_eps_exponent", "paper", tier, fit.get("eps_exponent"), fit.get("eps_exponent_ci"),
+                         n_units=units, qualifier=suffix, note=base)]
+    if fit.get("s_exponent") is None:
+        return out
+    s_note = _join(note, f"s = {fit.get('s_column', 's')}; n_groups={fit.get('n_groups')}.")
+    if s_verdict:
+        out.append(claim_verdict("thm3.2_s_exponent", "paper", tier, fit["s_exponent"], fit.get("s_exponent_ci"),
+                                 n_units=units, qualifier=suffix, note=s_note))
+    else:
+        out.append(code_check(f"thm3.2_s_exponent[{suffix}]" if suffix else "thm3.2_s_exponent", tier,
+                              "exponent b of λ_max ∝ s^b (not a verdict)", fit["s_exponent"],
+                              note=_join(s_reason, s_note)))
     return out
 
 
@@ -203,137 +273,54 @@ def bound_check(claim: str, tier: str, n_violations: int, n_checks: int, what: s
                       note="Holds for any model by construction; checks our implementation, not the theorem.")
 
 
-# ----------------------------------------------------------------------------------------------
-# Equal-gain comparisons
+def _dropped(ratio: PairedRatio) -> str:
+    return (f"{ratio.n_pairs} matched pairs over {ratio.n_units} units; {ratio.n_dropped} pairs dropped "
+            "(a missing or non-positive value has no logarithm).")
 
 
-def cost_at_gain(traj: pd.DataFrame, gains: Sequence[float], by: Sequence[str], gain: str = "delta_star",
-                 cost: str = "delta_L", step: str = "step", min_step: int = 1) -> pd.DataFrame:
-    """Interpolated cost (e.g. ΔL(P1)) at each target gain, per trajectory (rows grouped by ``by``).
+def thm31_verdicts(at_gain: pd.DataFrame, unit: str, tier: str, qualifier: str, lr: str = "lam", note: str = "",
+                   n_boot: int = 2000, seed: int = 0, n_units: int | None = None
+                   ) -> tuple[list[Verdict], pd.DataFrame, pd.DataFrame]:
+    """Theorem 3.1 both ways, from ``cost_at_gain`` rows (one per (unit, LR, Δ*)).
 
-    Only brackets between two measured checkpoints with ``step >= min_step`` are used: with the
-    default the origin (step 0) never serves as one end, so a first step that overshoots a grid
-    value leaves that value unmeasured instead of drawing a chord from the origin. The gain is
-    taken as first reached along the trajectory (the first bracket that crosses it). Targets
-    without a bracket get NaN (``measured=False``) and are counted by the callers.
+    Paper: ΔL(P1) at the smallest LR over the largest at the same Δ* (geometric mean over pairs,
+    units resampled). Stricter: the mean per-unit slope of log ΔL(P1) on log LR at fixed Δ*.
+    Returns the two verdicts, the slopes and the pairs.
     """
-    rows = []
-    for key, g in traj.groupby(list(by), sort=True):
-        g = g[g[step] >= min_step].sort_values(step)
-        x, y = g[gain].to_numpy(float), g[cost].to_numpy(float)
-        key = key if isinstance(key, tuple) else (key,)
-        for target in gains:
-            val = float("nan")
-            for i in range(len(x) - 1):
-                lo, hi = x[i], x[i + 1]
-                if min(lo, hi) <= target <= max(lo, hi) and hi != lo:
-                    f = (target - lo) / (hi - lo)
-                    val = float(y[i] + f * (y[i + 1] - y[i]))
-                    break
-                if lo == target:
-                    val = float(y[i])
-                    break
-            if math.isnan(val) and len(x) and x[-1] == target:
-                val = float(y[-1])
-            rows.append({**dict(zip(by, key)), gain: float(target), cost: val, "measured": not math.isnan(val)})
-    # Same columns when nothing could be measured (no gains, no trajectories): callers count and drop.
-    return pd.DataFrame(rows, columns=[*by, gain, cost, "measured"])
+    pairs = lr_pair_at_gain(at_gain, unit=unit, lr=lr)
+    ratio = paired_ratio(pairs["cost_small"], pairs["cost_large"], pairs[unit], n_boot=n_boot, seed=seed)
+    lrs = sorted(at_gain[lr].unique()) if len(at_gain) else []
+    span = f"LR {lrs[0]:g} vs {lrs[-1]:g}; " if lrs else ""
+    paper = claim_verdict("thm3.1_smaller_steps", "paper", tier, ratio.estimate, ratio.ci,
+                          n_units=_units(ratio.n_units, n_units), qualifier=qualifier,
+                          note=_join(span + note, _dropped(ratio)))
+    slopes = fixed_gain_slopes(at_gain, unit=unit, lr=lr)
+    est, ci, n = per_unit_mean_ci(slopes["slope"], slopes[unit], n_boot=n_boot, seed=seed)
+    stricter = claim_verdict("thm3.1_smaller_steps", "stricter", tier, est, ci, n_units=_units(n, n_units),
+                             qualifier=qualifier,
+                             note=_join(note, f"{len(slopes)} (unit, Δ*) slopes over {n} units; cells with "
+                                              "ΔL(P1) ≤ 0 have no logarithm and are left out."))
+    return [paper, stricter], slopes, pairs
 
 
-def frontier(at_gain: pd.DataFrame, over: str, by: Sequence[str], cost: str = "delta_L") -> pd.DataFrame:
-    """The least cost over ``over`` (e.g. the learning rates) at each gain, per ``by`` group."""
-    ok = at_gain[at_gain[cost].notna()]
-    idx = ok.groupby(list(by))[cost].idxmin()
-    return ok.loc[idx].reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class PairedRatio:
-    """Geometric-mean ratio numerator/denominator over matched pairs, with a bootstrap CI over units."""
-
-    estimate: float
-    ci: tuple[float, float]
-    n_pairs: int
-    n_units: int
-
-
-def paired_ratio(num: np.ndarray, den: np.ndarray, units: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                 min_units: int = 3) -> PairedRatio:
-    """exp(mean log(num/den)) over pairs with both values positive; CI resamples whole units.
-
-    Fewer than ``min_units`` units give no interval (NaN): a bootstrap over one or two units is not one.
-    """
-    num, den, units = np.asarray(num, float), np.asarray(den, float), np.asarray(units)
-    ok = np.isfinite(num) & np.isfinite(den) & (num > 0) & (den > 0)
-    if not ok.any():
-        return PairedRatio(float("nan"), (float("nan"), float("nan")), 0, 0)
-    logr, u = np.log(num[ok] / den[ok]), units[ok]
-    uniq = pd.unique(u)
-    per_unit = np.array([[logr[u == k].sum(), (u == k).sum()] for k in uniq], dtype=float)
-    est = float(math.exp(per_unit[:, 0].sum() / per_unit[:, 1].sum()))
-    if len(uniq) < min_units:
-        return PairedRatio(est, (float("nan"), float("nan")), int(ok.sum()), len(uniq))
-    lo, hi = bootstrap_ci(per_unit, statistic=lambda a: a[:, 0].sum() / a[:, 1].sum(), n_boot=n_boot, seed=seed)
-    return PairedRatio(est, (math.exp(lo), math.exp(hi)), int(ok.sum()), len(uniq))
+def direction_verdict(lam: pd.DataFrame, unit: str, tier: str, qualifier: str, s: str = "s", note: str = "",
+                      n_boot: int = 2000, seed: int = 0, n_units: int | None = None
+                      ) -> tuple[Verdict, pd.DataFrame]:
+    """Theorem 3.2's direction: λ_max(s_low) / λ_max(s_high) at the same ε, units resampled (paper > 1)."""
+    pairs = direction_ratios(lam, unit=unit, s=s)
+    ratio = paired_ratio(pairs["lam_low"], pairs["lam_high"], pairs[unit], n_boot=n_boot, seed=seed)
+    span = (f"s = {pairs['s_low'].min():g} vs {pairs['s_high'].max():g} ({s}); " if len(pairs) else "")
+    v = claim_verdict("thm3.2_direction", "paper", tier, ratio.estimate, ratio.ci,
+                      n_units=_units(ratio.n_units, n_units), qualifier=qualifier,
+                      note=_join(span + note, _dropped(ratio).replace("no logarithm", "no logarithm: no safe-step "
+                                                                        "limit or none found")))
+    return v, pairs
 
 
 def ratio_verdict(claim: str, tier: str, quantity: str, ratio: PairedRatio, note: str = "") -> Verdict:
-    """A 'less degradation' claim as a ratio: paper value [0, 1] (ratio below one)."""
+    """A 'less degradation' ratio for a claim not in the registry: paper value [0, 1], no alternative.
+
+    Registered claims go through ``claims.claim_verdict``; this stays for callers of unregistered names.
+    """
     return verdict(claim, tier, quantity, ratio.estimate, ratio.ci, (0.0, 1.0), None,
-                   note=(note + f" {ratio.n_pairs} matched pairs over {ratio.n_units} bootstrap units.").strip())
-
-
-# ----------------------------------------------------------------------------------------------
-# Theorem 3.1 at fixed domain gain (used by every tier with multi-step trajectories)
-
-
-def fixed_gain_slopes(at_gain: pd.DataFrame, unit: str, lr: str = "lam", gain: str = "delta_star",
-                      cost: str = "delta_L", min_lrs: int = 3) -> pd.DataFrame:
-    """Slope of log cost on log LR at each measured gain, per bootstrap unit.
-
-    ``at_gain`` is :func:`cost_at_gain`'s output (one row per (unit, LR, gain)). Points with a
-    non-positive or unmeasured cost are left out (no logarithm); a (unit, gain) cell with fewer than
-    ``min_lrs`` learning rates left gives no slope. Columns: unit, gain, slope, n_lrs.
-    """
-    rows = []
-    ok = at_gain[np.isfinite(at_gain[cost].to_numpy(float)) & (at_gain[cost] > 0)]
-    for (u, g), sub in ok.groupby([unit, gain], sort=True):
-        if sub[lr].nunique() < min_lrs:
-            continue
-        slope = float(np.polyfit(np.log(sub[lr].to_numpy(float)), np.log(sub[cost].to_numpy(float)), 1)[0])
-        rows.append({unit: u, gain: float(g), "slope": slope, "n_lrs": int(sub[lr].nunique())})
-    return pd.DataFrame(rows, columns=[unit, gain, "slope", "n_lrs"])
-
-
-def fixed_gain_slope_verdict(slopes: pd.DataFrame, unit: str, tier: str, suffix: str = "", note: str = "",
-                             n_boot: int = 2000, seed: int = 0, min_units: int = 3) -> Verdict:
-    """``thm3.1_fixed_gain_slope``: mean over units of each unit's mean slope; CI resamples units.
-
-    Theorem 3.1's form k1·Δ* + k2·Δ*²·λ is affine in λ at fixed Δ*, so its log-log slope lies in
-    (0, 1]: paper value [0, 1]. Fewer than ``min_units`` units give no interval.
-    """
-    tag = f"[{suffix}]" if suffix else ""
-    per_unit = slopes.groupby(unit)["slope"].mean().to_numpy(float) if len(slopes) else np.array([])
-    est = float(per_unit.mean()) if len(per_unit) else float("nan")
-    ci = (bootstrap_ci(per_unit, n_boot=n_boot, seed=seed) if len(per_unit) >= min_units
-          else (float("nan"), float("nan")))
-    return verdict(f"thm3.1_fixed_gain_slope{tag}", tier, "slope of log ΔL(P1) on log LR at fixed Δ*", est, ci,
-                   PAPER_FIXED_GAIN_SLOPE, None,
-                   note=(note + f" {len(slopes)} (unit, Δ*) slopes over {len(per_unit)} bootstrap units.").strip())
-
-
-def lr_pair_at_gain(at_gain: pd.DataFrame, unit: str, lr: str = "lam", gain: str = "delta_star",
-                    cost: str = "delta_L") -> pd.DataFrame:
-    """Per (unit, gain): the cost at the smallest and at the largest LR that measured that gain.
-
-    Columns: unit, gain, lr_small, lr_large, cost_small, cost_large (pairs for ``paired_ratio``).
-    """
-    rows = []
-    ok = at_gain[np.isfinite(at_gain[cost].to_numpy(float))]
-    for (u, g), sub in ok.groupby([unit, gain], sort=True):
-        if sub[lr].nunique() < 2:
-            continue
-        sub = sub.sort_values(lr)
-        rows.append({unit: u, gain: float(g), "lr_small": float(sub[lr].iloc[0]), "lr_large": float(sub[lr].iloc[-1]),
-                     "cost_small": float(sub[cost].iloc[0]), "cost_large": float(sub[cost].iloc[-1])})
-    return pd.DataFrame(rows, columns=[unit, gain, "lr_small", "lr_large", "cost_small", "cost_large"])
+                   note=_join(note, _dropped(ratio)), n_units=ratio.n_units)

@@ -3,12 +3,19 @@
 For every cell of the grid — easy-token confidence (``easy_p``), TALR's floor ``w_min``, its τ rule
 (median token loss, median sequence loss, or a fixed τ), the shared-leakage strength of the kernel
 (``common``), and whether the hard targets are domain-only tokens or general tokens — and each P1
-variant (exact / mis-modeled), SFT, TALR and DFT are run at the same step size λ on the same
-scenario until the domain gain reaches ``target_gain``. Their ΔL(P1) is read at common gains
-(``protocol.cost_at_gain``: never from a chord through the origin) and the ratio TALR/SFT (and
-DFT/SFT) is the geometric mean over (seed, gain) pairs, with a bootstrap interval over seeds
-(``protocol.paired_ratio``): each seed is a freshly drawn scenario, so the interval covers the
-scenario's randomness. Each cell is a verdict with paper value [0, 1] (less degradation).
+variant (exact / mis-modeled), SFT and each method of ``Config.methods`` (TALR, DFT) are run at the
+same step size λ on the same scenario until the domain gain reaches ``target_gain``. Each seed is a
+freshly drawn scenario; ten seeds per cell (``verdicts.MIN_UNITS``), intervals resample seeds.
+
+A method with a registered claim (``talr_vs_sft``) gets two verdicts per cell:
+
+* paper protocol (Table 2: same learning rate, same epochs): ΔL(P1) ratio method / SFT after the
+  number of steps SFT needs to reach the target gain, at the same λ; the domain-gain difference at
+  that step is reported beside it (the "comparable domain" half of the claim);
+* stricter reading: ΔL(P1) difference method − SFT at equal domain gain (``cost_at_gain``: never a
+  chord from step 0), mean over the gains both reach per seed — a difference, so runs whose ΔL(P1)
+  is ≤ 0 are kept. The equal-gain ratio (geometric mean over (seed, gain) pairs) stays in the table
+  and the heatmaps. DFT is measured and tabled, without a verdict (no registered claim).
 
 Next to the measurement, the linearised condition of ``theory/reweighting.py`` predicts each cell's
 sign from the weights at θ0; the fraction of cells where predicted and measured signs agree is
@@ -31,9 +38,10 @@ tokens the model learned in pretraining). Each seed draws new training examples;
 median τ, each ``w_min``) and DFT train full-batch with plain SGD, TALR and DFT at ``synthetic_lr_scale``
 times SFT's LR (their weights shrink the step; at SFT's LR they barely move in the same number of
 steps). ΔL is read at gains every run of the unit reaches. Here SFT often *improves* P1 (ΔL ≤ 0 in the
-domain-token variant), where a ratio is undefined, so the synthetic cells' verdicts use the
-difference ΔL_method − ΔL_SFT at equal gain (paper value ≤ 0: no more degradation than SFT; mean over
-common gains per seed, bootstrap over seeds); the ratio is reported next to it where it is defined.
+domain-token variant), where a ratio is undefined, so the synthetic cells use the difference
+ΔL_method − ΔL_SFT at equal gain (mean over common gains per seed, bootstrap over seeds); the ratio
+is reported next to it where it is defined. The pretrained model is one draw that nothing
+resamples, so these verdicts are conditional on it and not counted (uninformative, said in the note).
 """
 
 from __future__ import annotations
@@ -47,20 +55,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from talr_theory.stats import bootstrap_ci
+from talr_theory.claims import CLAIMS, claim_verdict
 from talr_theory.theory.reweighting import linearised_coefficients, predicted_ratio
 from talr_theory.theory.scenario import ScenarioConfig, make_scenario
 from talr_theory.theory.steps import TAU_RULES as STEP_TAU_RULES
 from talr_theory.theory.trajectories import run_trajectory
 from talr_theory.tiers.protocol import (
     TierResult,
+    collect_packed,
     cost_at_gain,
-    ensure_rows,
+    paired_difference,
     paired_ratio,
-    ratio_verdict,
-    results_table,
 )
-from talr_theory.verdicts import format_ci, verdict
+from talr_theory.verdicts import format_ci, judge
 
 NAME = "talr_map"
 TAU_RULES = (*STEP_TAU_RULES, "fixed")  # the shared rule names plus a fixed τ
@@ -69,13 +76,19 @@ HARD_KINDS = ("domain", "general")
 
 @dataclass
 class Config:
+    # The methods compared with SFT, one tuple: a new method is one more name (one of
+    # ``theory.reweighting.METHODS``); TALR runs once per (w_min, τ rule), the others once. Only methods
+    # with a registered claim ``<method>_vs_sft`` get verdicts; the others are measured and tabled.
+    methods: tuple[str, ...] = ("dft", "talr", "eaft", "asft")
     easy_p: tuple[float, ...] = (0.95, 0.995)
     w_min: tuple[float, ...] = (0.01, 0.1)
-    tau_rules: tuple[str, ...] = TAU_RULES
+    tau_rules: tuple[str, ...] = ("median",)
     tau_fixed: float = 2.0
-    common: tuple[float, ...] = (0.0, 0.1)
+    common: tuple[float, ...] = (0.1,)
     hard: tuple[str, ...] = HARD_KINDS
-    n_seeds: int = 3
+    # Ten scenarios per cell: an interval over fewer seeds cannot cover (verdicts.MIN_UNITS); the grid
+    # is narrower instead (one leakage strength, one τ rule) to keep the stage's time.
+    n_seeds: int = 10
     s: int = 4
     lam: float = 64.0
     target_gain: float = 0.4
@@ -101,7 +114,7 @@ class Config:
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
         return cls(easy_p=(0.95,), w_min=(0.01,), tau_rules=("median",), common=(0.1,),
-                   hard=HARD_KINDS, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300,
+                   hard=HARD_KINDS, n_seeds=3, target_gain=0.3, n_gains=5, max_steps=1200, n_boot=300,
                    synthetic_easy=("domain",), synthetic_seeds=3, synthetic_steps=10, synthetic_evals=10,
                    synthetic_sft_steps=30, seed=seed)
 
@@ -138,8 +151,10 @@ def scenario_for(seed: int, easy_p: float, common: float, hard: str):
 
 
 def _method_runs(cfg: Config) -> list[tuple[str, float | None, str | None]]:
-    runs = [("sft", None, None), ("dft", None, None), ("eaft", None, None), ("asft", None, None)]
-    runs += [("talr", w, r) for w in cfg.w_min for r in cfg.tau_rules]
+    """SFT first (the others are read at its step count), then each method (TALR per floor and τ rule)."""
+    runs: list[tuple[str, float | None, str | None]] = [("sft", None, None)]
+    for m in cfg.methods:
+        runs += [("talr", w, r) for w in cfg.w_min for r in cfg.tau_rules] if m == "talr" else [(m, None, None)]
     return runs
 
 
@@ -147,12 +162,14 @@ def _unit_rows(cfg: Config, seed: int, easy_p: float, common: float, hard: str) 
     """All methods on one scenario: ΔL at each gain for both P1 variants, plus the linearised prediction."""
     sc = scenario_for(seed, easy_p, common, hard)
     targets = sc.targets(cfg.s)
-    rows = []
+    rows, sft_steps = [], None
     for method, w_min, rule in _method_runs(cfg):
         tau = cfg.tau_fixed if rule == "fixed" else (rule or "median")
         floor = w_min if w_min is not None else 0.0
         traj = run_trajectory(sc, cfg.s, cfg.lam, cfg.target_gain, method=method, tau=tau, w_min=floor,
                               max_steps=cfg.max_steps)
+        sft_steps = traj.steps if method == "sft" else sft_steps
+        rows += _same_steps_rows(traj, sft_steps, method, w_min, rule, cfg.lam)
         regimes = {"equal_lr": (cfg.lam, traj)}
         lam_f, flow = cfg.lam, traj
         for _ in range(4):  # cut the same path into ≥ flow_min_steps steps (a big first step overshoots: retry)
@@ -178,23 +195,24 @@ def _unit_rows(cfg: Config, seed: int, easy_p: float, common: float, hard: str) 
     return rows
 
 
-def _measure(cfg: Config, out, progress: bool) -> pd.DataFrame:
-    from tqdm.auto import tqdm
+def _same_steps_rows(traj, n: int, method: str, w_min: float | None, rule: str | None, lam: float) -> list[dict]:
+    """ΔL(P1) and Δ* after ``n`` steps at λ (the paper's yardstick: same LR, same steps); NaN past the run's end.
 
-    # Row keys name every row uniquely (a unit key alone would let the rows of one unit overwrite each other).
-    table = results_table(out, NAME + "_runs", cfg, ["seed", "easy_p", "common", "hard", "regime", "method",
-                                                     "w_min", "tau_rule", "p1", "gain"])
-    done = table.load() if table is not None else None
-    units = list(itertools.product(range(cfg.n_seeds), cfg.easy_p, cfg.common, cfg.hard))
-    rows = []
-    for k, easy_p, common, hard in tqdm(units, desc="TALR map (exact tier)", disable=not progress):
-        seed = cfg.seed * 1000 + k
-        key = {"seed": seed, "easy_p": easy_p, "common": common, "hard": hard}
-        got = ensure_rows(table, done, key,
-                          lambda seed=seed, easy_p=easy_p, common=common, hard=hard:
-                          _unit_rows(cfg, seed, easy_p, common, hard))
-        rows += [{**r, **key} for r in got]
-    frame = pd.DataFrame(rows)
+    Stored in the ``same_steps`` regime with ``gain = -1`` (these rows are read at a step, not a gain).
+    """
+    nan = float("nan")
+    ok = n < len(traj.delta_star)
+    return [{"regime": "same_steps", "method": method, "w_min": -1.0 if w_min is None else w_min,
+             "tau_rule": rule or "", "p1": p1, "gain": -1.0, "delta_L": float(dl[n]) if ok else nan,
+             "delta_star_at": float(traj.delta_star[n]) if ok else nan, "lam": lam, "steps": n,
+             "reached": traj.reached, "easy_share": nan} for p1, dl in traj.delta_L_by_p1.items()]
+
+
+def _measure(cfg: Config, out, progress: bool) -> pd.DataFrame:
+    units = [{"seed": cfg.seed * 1000 + k, "easy_p": e, "common": c, "hard": h}
+             for k, e, c, h in itertools.product(range(cfg.n_seeds), cfg.easy_p, cfg.common, cfg.hard)]
+    frame = collect_packed(out, NAME + "_runs", cfg, units, lambda seed, easy_p, common, hard:
+                           _unit_rows(cfg, seed, easy_p, common, hard), progress, "TALR map (exact tier)")
     frame["tau_rule"] = frame["tau_rule"].fillna("")
     return frame
 
@@ -229,38 +247,92 @@ def _predicted_summary(pairs: pd.DataFrame) -> tuple[float, float]:
             float(np.exp(np.mean(np.log(pos)))) if pos.size else float("nan"))
 
 
+def _side_of_one(ci: tuple[float, float], n_units: int) -> str:
+    """Which side of one an equal-gain ratio's interval lies on: the heatmap's mark and the condition
+    check's notion of a resolved cell (the rule of ``verdicts.judge`` with paper (0, 1), alternative 1;
+    not a claim verdict)."""
+    return judge(ci[0], ci[1], (0.0, 1.0), 1.0, n_units)
+
+
+def _cell_verdicts(method: str, label: str, same: pd.DataFrame, diff, cfg: Config,
+                   domain_label: str = "") -> tuple[list, dict]:
+    """The claim ``<method>_vs_sft`` for one cell: same λ and steps (paper), equal gain (stricter); with
+    ``domain_label`` (once per scenario cell: Δ* does not depend on P1) also its domain half,
+    ``<method>_comparable_domain_gain``."""
+    ratio = paired_ratio(same["delta_L_w"], same["delta_L_s"], same["seed"], n_boot=cfg.n_boot, seed=cfg.seed)
+    gap = float((same["delta_star_at_w"] - same["delta_star_at_s"]).mean()) if len(same) else float("nan")
+    extra = {"same_steps_ratio": ratio.estimate, "same_steps_ci_lo": ratio.ci[0], "same_steps_ci_hi": ratio.ci[1],
+             "same_steps_gain_gap": gap, "diff": diff.estimate, "diff_ci_lo": diff.ci[0], "diff_ci_hi": diff.ci[1],
+             "verdict_paper": "", "verdict_stricter": "", "same_steps_gain_ratio": float("nan")}
+    claim_id = f"{method}_vs_sft"
+    if claim_id not in CLAIMS:
+        return [], extra
+    paper = claim_verdict(
+        claim_id, "paper", NAME, ratio.estimate, ratio.ci, n_units=ratio.n_units, qualifier=label,
+        note=f"λ={cfg.lam:g} for both, after the steps SFT needs to reach Δ* = {cfg.target_gain:g}; there "
+             f"{method.upper()}'s Δ* − SFT's = {gap:.3g} nats/token (mean over seeds: the domain side, not an "
+             f"accuracy). {ratio.n_pairs} seeds, {ratio.n_dropped} dropped (run ended earlier, or ΔL ≤ 0: no "
+             f"logarithm); each seed draws a new scenario.")
+    stricter = claim_verdict(
+        claim_id, "stricter", NAME, diff.estimate, diff.ci, n_units=diff.n_units, qualifier=label,
+        note=f"One λ={cfg.lam:g} for every method (no LR frontier searched); ΔL(P1) difference in nats/token, mean "
+             f"over the gains both runs reach per seed: {diff.n_pairs} (seed, gain) pairs, {diff.n_dropped} "
+             f"unmeasured; s={cfg.s}; each seed draws a new scenario.")
+    extra.update(verdict_paper=paper.verdict, verdict_stricter=stricter.verdict)
+    out = [paper, stricter]
+    if domain_label and f"{method}_comparable_domain_gain" in CLAIMS:
+        dom = paired_ratio(same["delta_star_at_w"], same["delta_star_at_s"], same["seed"], n_boot=cfg.n_boot,
+                           seed=cfg.seed)
+        out.append(claim_verdict(
+            f"{method}_comparable_domain_gain", "paper", NAME, dom.estimate, dom.ci, n_units=dom.n_units,
+            qualifier=domain_label,
+            note=f"λ={cfg.lam:g} for both, after the steps SFT needs to reach Δ* = {cfg.target_gain:g}; "
+                 f"{dom.n_pairs} seeds, {dom.n_dropped} dropped (run ended earlier, or Δ* ≤ 0)."))
+        extra["same_steps_gain_ratio"] = dom.estimate
+    return out, extra
+
+
 def ratio_cells(frame: pd.DataFrame, cfg: Config, regime: str = "equal_lr") -> tuple[pd.DataFrame, list]:
-    """One row (and verdict) per (method, cell) of one regime: the equal-gain ratio, its CI, the predicted sign."""
+    """One row per (method, cell) of one regime: the equal-gain ratio, its CI and side of one, the
+    predicted sign; in the equal-LR regime also the cell's claim verdicts (paper and stricter)."""
+    same_all = frame[frame["regime"] == "same_steps"] if "regime" in frame.columns else frame.iloc[:0]
     if "regime" in frame.columns:
         frame = frame[frame["regime"] == regime]
-    sft = frame[frame["method"] == "sft"]
     keys = ["seed", *CELL_KEYS, "gain"]
-    sft = sft[keys + ["delta_L", "coef_a", "coef_b", "coef_G", "coef_Q"]]
+    sft = frame[frame["method"] == "sft"][keys + ["delta_L", "coef_a", "coef_b", "coef_G", "coef_Q"]]
+    sft_same = same_all[same_all["method"] == "sft"][["seed", *CELL_KEYS, "delta_L", "delta_star_at"]]
     rows, verdicts = [], []
     others = frame[frame["method"] != "sft"]
     for (method, w_min, rule), sub in others.groupby(["method", "w_min", "tau_rule"], dropna=False, sort=True):
         pairs = sub.merge(sft, on=keys, suffixes=("_w", "_s"))
+        mine = same_all[same_all["method"].eq(method) & same_all["w_min"].eq(w_min) & same_all["tau_rule"].eq(rule)]
+        same = mine.merge(sft_same, on=["seed", *CELL_KEYS], suffixes=("_w", "_s"))
         for cell_vals, cell in pairs.groupby(list(CELL_KEYS), sort=True):
             info = dict(zip(CELL_KEYS, cell_vals))
             info.update(w_min=w_min, tau_rule=rule)
             win_frac, pred_ratio = _predicted_summary(cell)
             ratio = paired_ratio(cell["delta_L_w"], cell["delta_L_s"], cell["seed"], n_boot=cfg.n_boot,
                                  seed=cfg.seed)
-            label = cell_label(method, info)
-            step = (f"λ={cfg.lam:g} for every method" if regime == "equal_lr" else
-                    f"near-flow: every run cut into ≥ {cfg.flow_min_steps} steps (λ ≤ {cfg.lam:g})")
-            v = ratio_verdict(f"{method}_vs_sft_at_equal_gain[{label}]", NAME,
-                              f"ΔL(P1)_{method.upper()} / ΔL(P1)_SFT at equal domain gain", ratio,
-                              note=f"{step}, s={cfg.s}, gains up to {cfg.target_gain:g} nats/token; "
-                                   f"each seed draws a new scenario.")
-            verdicts.append(v)
+            diff = paired_difference(cell["delta_L_w"], cell["delta_L_s"], cell["seed"], n_boot=cfg.n_boot,
+                                     seed=cfg.seed)
             steps = sub[(sub["easy_p"] == info["easy_p"]) & (sub["common"] == info["common"])
                         & (sub["hard"] == info["hard"])]
-            rows.append({"regime": regime, "method": method, **info, "ratio": ratio.estimate, "ci_lo": ratio.ci[0],
-                         "ci_hi": ratio.ci[1], "n_pairs": ratio.n_pairs, "n_units": ratio.n_units,
-                         "verdict": v.verdict, "predicted_win_fraction": win_frac, "predicted_ratio": pred_ratio,
-                         "easy_share": float(steps["easy_share"].mean()),
-                         "reached_fraction": float(steps.drop_duplicates("seed")["reached"].mean())})
+            row = {"regime": regime, "method": method, **info, "ratio": ratio.estimate, "ci_lo": ratio.ci[0],
+                   "ci_hi": ratio.ci[1], "n_pairs": ratio.n_pairs, "n_units": ratio.n_units,
+                   "n_dropped": ratio.n_dropped, "verdict": _side_of_one(ratio.ci, ratio.n_units),
+                   "predicted_win_fraction": win_frac, "predicted_ratio": pred_ratio,
+                   "easy_share": float(steps["easy_share"].mean()),
+                   "reached_fraction": float(steps.drop_duplicates("seed")["reached"].mean())}
+            if regime == "equal_lr":
+                in_cell = np.ones(len(same), dtype=bool)
+                for k in CELL_KEYS:
+                    in_cell &= (same[k] == info[k]).to_numpy()
+                dom_label = ("" if info["p1"] != "exact" else
+                             cell_label(method, info).replace(",P1=exact", ""))
+                vs, extra = _cell_verdicts(method, cell_label(method, info), same[in_cell], diff, cfg, dom_label)
+                verdicts += vs
+                row.update(extra)
+            rows.append(row)
     return pd.DataFrame(rows), verdicts
 
 
@@ -339,16 +411,11 @@ def _synthetic_unit(cfg: Config, easy: str, seed: int, lab: dict) -> list[dict]:
 
 
 def _measure_synthetic(cfg: Config, out, progress: bool) -> pd.DataFrame:
-    from tqdm.auto import tqdm
-
     from talr_theory.lab.domains import load_domain_pretrained
     from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained, torch_threads
 
     if not cfg.synthetic_easy:
         return pd.DataFrame()
-    table = results_table(out, NAME + "_synthetic", cfg, ["easy", "seed", "method", "w_min", "gain"])
-    done = table.load() if table is not None else None
-    rows = []
     with torch_threads(1):
         lab = {}
         if "source" in cfg.synthetic_easy:
@@ -357,17 +424,24 @@ def _measure_synthetic(cfg: Config, out, progress: bool) -> pd.DataFrame:
         if "domain" in cfg.synthetic_easy:
             source, chain, model = load_domain_pretrained(progress=progress)
             lab["domain"] = (model, ExactGeneralEvaluator(source, model), chain, source)
-        units = list(itertools.product(cfg.synthetic_easy, range(cfg.synthetic_seeds)))
-        for easy, k in tqdm(units, desc="TALR map (synthetic lab)", disable=not progress):
-            seed = cfg.seed * 1000 + k
-            key = {"easy": easy, "seed": seed}
-            got = ensure_rows(table, done, key, lambda easy=easy, seed=seed: _synthetic_unit(cfg, easy, seed, lab))
-            rows += [{**r, **key} for r in got]
-    return pd.DataFrame(rows)
+        units = [{"easy": e, "seed": cfg.seed * 1000 + k}
+                 for e, k in itertools.product(cfg.synthetic_easy, range(cfg.synthetic_seeds))]
+        return collect_packed(out, NAME + "_synthetic", cfg, units,
+                              lambda easy, seed: _synthetic_unit(cfg, easy, seed, lab), progress,
+                              "TALR map (synthetic lab)")
+
+
+# The synthetic lab's pretrained model is one draw, not resampled: its cells are conditional on it.
+SYNTHETIC_PRETRAINED_DRAWS = 1
 
 
 def synthetic_cells(frame: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, list]:
-    """One row (and verdict) per (variant, method, w_min) of the synthetic lab."""
+    """One row per (variant, method, w_min) of the synthetic lab; the claim's stricter reading per TALR row.
+
+    The difference ΔL_method − ΔL_SFT at equal gain (any sign; SFT often improves P1 here) is the
+    measure; each seed draws new training examples, but the pretrained model is one draw, so the
+    verdicts are conditional on it and not counted (their independent units: the pretrained draws).
+    """
     if not len(frame):
         return pd.DataFrame(), []
     keys = ["easy", "seed", "gain"]
@@ -376,29 +450,29 @@ def synthetic_cells(frame: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, lis
     for (easy, method, w_min), sub in frame[frame["method"] != "sft"].groupby(["easy", "method", "w_min"]):
         pairs = sub.merge(sft, on=keys, suffixes=("_w", "_s"))
         ratio = paired_ratio(pairs["delta_L_w"], pairs["delta_L_s"], pairs["seed"], n_boot=cfg.n_boot, seed=cfg.seed)
-        label = f"synthetic,easy={easy},s={cfg.synthetic_s}" + (f",w_min={w_min:g}" if method == "talr" else "")
-        # The ratio needs both ΔL > 0; the difference is defined whenever both runs reach the gain.
+        diff = paired_difference(pairs["delta_L_w"], pairs["delta_L_s"], pairs["seed"], n_boot=cfg.n_boot,
+                                 seed=cfg.seed)
         both = pairs.dropna(subset=["delta_L_w", "delta_L_s"])
-        per_seed = (both.assign(d=both["delta_L_w"] - both["delta_L_s"]).groupby("seed")["d"].mean().to_numpy())
-        diff_ci = (bootstrap_ci(per_seed, n_boot=cfg.n_boot, seed=cfg.seed) if len(per_seed) >= 3
-                   else (float("nan"), float("nan")))
-        v = verdict(f"{method}_minus_sft_at_equal_gain[{label}]", NAME,
-                    f"ΔL(P1)_{method.upper()} − ΔL(P1)_SFT at equal domain gain, nats/sequence (synthetic lab, "
-                    f"exact ΔL)", float(per_seed.mean()) if len(per_seed) else float("nan"), diff_ci,
-                    (-math.inf, 0.0),
-                    note=f"SGD, SFT LR {cfg.synthetic_lr:g}, {method.upper()} LR "
-                         f"{cfg.synthetic_lr * cfg.synthetic_lr_scale:g}; mean over common gains per seed, "
-                         f"bootstrap over {len(per_seed)} seeds (each draws new training examples); the "
-                         f"pretrained model is one draw (not resampled).")
-        verdicts.append(v)
+        label = f"synthetic,easy={easy},s={cfg.synthetic_s}" + (f",w_min={w_min:g}" if method == "talr" else "")
+        v = None
+        if f"{method}_vs_sft" in CLAIMS:
+            v = claim_verdict(
+                f"{method}_vs_sft", "stricter", NAME, diff.estimate, diff.ci, n_units=SYNTHETIC_PRETRAINED_DRAWS,
+                qualifier=label,
+                note=f"Synthetic lab, exact ΔL(P1) in nats/sequence; SGD, SFT LR {cfg.synthetic_lr:g}, "
+                     f"{method.upper()} LR {cfg.synthetic_lr * cfg.synthetic_lr_scale:g} (one LR each, no frontier); "
+                     f"mean over common gains per seed, bootstrap over {diff.n_units} seeds (new training examples "
+                     f"each), {diff.n_dropped} (seed, gain) pairs unmeasured. Conditional on one pretrained model "
+                     "draw (not resampled): not counted as evidence.")
+            verdicts.append(v)
         rows.append({"easy": easy, "method": method, "w_min": w_min, "ratio": ratio.estimate, "ci_lo": ratio.ci[0],
-                     "ci_hi": ratio.ci[1], "n_pairs": ratio.n_pairs, "n_units": ratio.n_units, "verdict": v.verdict,
-                     "n_common_gain_pairs": int(len(both)), "n_units_diff": int(len(per_seed)),
+                     "ci_hi": ratio.ci[1], "n_pairs": ratio.n_pairs, "n_units": ratio.n_units,
+                     "verdict": v.verdict if v is not None else "",
+                     "n_common_gain_pairs": int(len(both)), "n_units_diff": diff.n_units,
                      "frac_sft_improves_p1": float((both["delta_L_s"] <= 0).mean()) if len(both) else float("nan"),
                      "max_gain_method": float(sub["gain"][sub["delta_L"].notna()].max())
                      if sub["delta_L"].notna().any() else float("nan"),
-                     "diff_mean": float(per_seed.mean()) if len(per_seed) else float("nan"),
-                     "diff_ci_lo": diff_ci[0], "diff_ci_hi": diff_ci[1]})
+                     "diff_mean": diff.estimate, "diff_ci_lo": diff.ci[0], "diff_ci_hi": diff.ci[1]})
     return pd.DataFrame(rows), verdicts
 
 
@@ -413,13 +487,15 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
     agree = sign_agreement(flow_cells)
     agree_lr = sign_agreement(cells)
     sft_steps = frame[(frame["method"] == "sft")].groupby("regime")["steps"].median().to_dict()
-    by_label = cells.groupby("verdict").size().to_dict()
-    wins = cells[(cells["method"] == "talr") & (cells["verdict"] == "agrees")]
-    loses = cells[(cells["method"] == "talr") & (cells["verdict"] == "disagrees")]
+    talr_cells = cells[cells["method"] == "talr"] if len(cells) else cells
+    wins = talr_cells[talr_cells["verdict"] == "agrees"] if len(cells) else cells
+    loses = talr_cells[talr_cells["verdict"] == "disagrees"] if len(cells) else cells
+    paper = {k: int(v) for k, v in talr_cells.get("verdict_paper", pd.Series(dtype=str)).value_counts().items()}
+    stricter = {k: int(v) for k, v in talr_cells.get("verdict_stricter", pd.Series(dtype=str)).value_counts().items()}
     notes = [
-        f"TALR wins (ratio CI below 1) in {len(wins)} of {int((cells['method'] == 'talr').sum())} map cells and "
-        f"loses (CI above 1) in {len(loses)}; the rest are uninformative. Verdict counts over TALR and DFT "
-        f"cells: {by_label}.",
+        f"talr_vs_sft per TALR cell — paper protocol (same λ, same steps): {paper}; stricter (equal domain gain, "
+        f"same λ): {stricter}. The equal-gain ratio's interval lies below 1 in {len(wins)} of {len(talr_cells)} "
+        f"TALR cells and above 1 in {len(loses)}.",
         f"Linearised condition (theory/reweighting.py, step direction frozen at θ0), tested where it applies — "
         f"the near-flow regime, every run cut into ≥ {cfg.flow_min_steps} steps (SFT: median "
         f"{sft_steps.get('near_flow', float('nan')):.0f} steps): its predicted sign matches the measured side of "
@@ -454,15 +530,15 @@ def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Ti
                      f"ΔL > 0" if r["n_pairs"] else "ratio undefined (no pair with both ΔL > 0)")
             parts.append(f"{setting} vs SFT with easy targets = {easy}: ΔL_{r['method'].upper()} − ΔL_SFT = "
                          f"{format_ci(r['diff_mean'], r['diff_ci_lo'], r['diff_ci_hi'])} nats/sequence "
-                         f"→ {r['verdict']} ({r['n_units_diff']} of {cfg.synthetic_seeds} seeds reach a gain "
+                         f"→ {r['verdict'] or 'no registered claim'}, conditional on one pretrained model ({r['n_units_diff']} of {cfg.synthetic_seeds} seeds reach a gain "
                          f"SFT also reaches; {r['n_common_gain_pairs']} (seed, gain) pairs at common gains; SFT "
                          f"improved P1 (ΔL ≤ 0) in {100 * r['frac_sft_improves_p1']:.0f}% of them; {ratio})")
         notes.append("Synthetic lab (exact ΔL(P1)): " + "; ".join(parts) + ".")
     info = {
-        "summary": (f"Exact tier: ΔL(P1) of SFT, TALR and DFT at equal domain gain over a grid of "
-                    f"{len(cells)} (method, cell) combinations, {cfg.n_seeds} random scenarios (seeds) per cell, "
-                    f"λ={cfg.lam:g}, s={cfg.s}; ratios are geometric means over (seed, gain) pairs with "
-                    f"bootstrap intervals over seeds."),
+        "summary": (f"Exact tier: ΔL(P1) of SFT and {', '.join(m.upper() for m in cfg.methods)} at the same λ "
+                    f"over a grid of {len(cells)} (method, cell) combinations, {cfg.n_seeds} random scenarios (seeds) "
+                    f"per cell, λ={cfg.lam:g}, s={cfg.s}: after the same steps (paper) and at equal domain gain "
+                    f"(stricter); intervals resample seeds."),
         "notes": notes,
         "report_tables": {"TALR/DFT vs SFT at equal gain, per cell (exact tier)": "cells",
                           "TALR/DFT vs SFT at equal gain (synthetic lab)": "synthetic_cells"},
