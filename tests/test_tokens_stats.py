@@ -111,3 +111,15 @@ def test_entropy_summary_quantiles():
     h = np.array([0.10, 0.49, 0.50, 0.05, 0.10, 0.90, 0.00])
     assert out["topk_normalized"]["quantiles"]["0.5"] == pytest.approx(0.10)
     assert out["full_nats"]["mean"] == pytest.approx(2.0 * h.mean())
+
+
+@pytest.mark.parametrize("flag,value", [("--entropy-k", "1"), ("--conflict-p", "2"), ("--conflict-entropy", "0")])
+def test_tokens_entropy_flags_rejected_before_any_work(flag, value, capsys):
+    import time
+
+    from talr_theory.cli import main
+
+    t0 = time.perf_counter()
+    assert main(["tokens", "--model", "tiny-random", "--data", "medcalc-synth:2", flag, value]) == 2
+    assert time.perf_counter() - t0 < 5
+    assert flag in capsys.readouterr().err

@@ -72,6 +72,7 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
     from talr_theory.tokens.analysis import scan_dataset
     from talr_theory.tokens.stats import hardest_tokens, per_example_counts, s_statistics, token_summary
 
+    _check_entropy_flags(cfg)
     # read the data first: a malformed file fails before the (slower) model load
     load_sft(cfg.data, format=cfg.format, prompt_field=cfg.prompt_field, response_field=cfg.response_field,
              limit=cfg.limit, seed=cfg.seed, split=cfg.split)
@@ -118,6 +119,15 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
     if cfg.compare_model:
         _compare(cfg, loaded, table, enc, summary, art, progress)
     return summary, art
+
+
+def _check_entropy_flags(cfg: TokensConfig) -> None:
+    """The entropy options, checked before any work (ValueError naming the flag: exit 2)."""
+    if cfg.entropy_k < 2:
+        raise ValueError(f"--entropy-k {cfg.entropy_k}: K must be >= 2 (the entropy of one logit is 0)")
+    for flag, value in (("--conflict-p", cfg.conflict_p), ("--conflict-entropy", cfg.conflict_entropy)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{flag} {value}: a threshold in (0, 1] is needed")
 
 
 def _entropy_outputs(cfg: TokensConfig, table, summary: dict, art: dict) -> None:
