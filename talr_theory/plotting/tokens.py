@@ -117,12 +117,14 @@ def plot_entropy_vs_p(table: pd.DataFrame, conflicts: pd.DataFrame, group: str =
     fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.2), sharex=True, sharey=True,
                              squeeze=False)
     info = conflicts.set_index(group)
+    positive = table["p"][table["p"] > 0]
+    left = float(positive.min()) if len(positive) else 1e-6  # one shaded region for every panel
     for ax, g in zip(axes[0], groups):
         sub = table[table[group] == g]
         sub = sub.sample(min(len(sub), max_points), random_state=0)
         row = info.loc[g]
         p_max, h_max = float(row["p_below"]), float(row["topk_entropy_below"])
-        ax.axvspan(sub["p"].min() if len(sub) else 1e-6, p_max, ymax=h_max, color="C3", alpha=0.12, lw=0)
+        ax.axvspan(left, p_max, ymax=h_max, color="C3", alpha=0.12, lw=0)
         ax.scatter(sub["p"], sub["entropy_topk"], s=3, alpha=0.35, color="C0")
         ax.axvline(p_max, color="C3", lw=0.8, ls="--")
         ax.axhline(h_max, color="C3", lw=0.8, ls="--")
@@ -132,7 +134,8 @@ def plot_entropy_vs_p(table: pd.DataFrame, conflicts: pd.DataFrame, group: str =
                      f"[{row['ci_lo']:.2f}, {row['ci_hi']:.2f}] (n={int(row['n_examples'])})", fontsize=10)
         ax.set_xlabel("p(target token), log scale")
     axes[0][0].set_ylabel("top-K predictive entropy / ln K")
-    fig.suptitle(f"Confident conflicts (shaded: low p, low entropy) under {model or 'the model'}; "
-                 f"95% bootstrap CIs over examples", fontsize=11)
+    p_max, h_max = float(conflicts["p_below"].iloc[0]), float(conflicts["topk_entropy_below"].iloc[0])
+    fig.suptitle(f"Confident conflicts under {model or 'the model'} (shaded: p < {p_max:g} and top-K entropy / ln K "
+                 f"< {h_max:g}); 95% bootstrap CIs over examples", fontsize=11)
     fig.tight_layout()
     return fig
