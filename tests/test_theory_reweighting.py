@@ -109,3 +109,76 @@ def test_predicted_sign_matches_brute_force_at_small_gain():
 def test_a_ray_that_loses_domain_probability_never_wins():
     assert predicted_ratio({"a": -1.0, "b": 0.0, "G": 0.0, "Q": 1.0}, {"a": 1.0, "b": 0.0, "G": 0.0, "Q": 1.0},
                            0.1) == float("inf")
+
+
+# --- numpy twins of the training core's objectives (EAFT, ASFT, truncate-hard, ...) -----------------
+
+def _torch_update(method, z, targets, z0, **opts):
+    """−N ∂L/∂z from the training core's torch objective on the same logits (float64 autograd)."""
+    import torch
+
+    from talr_theory.training import objectives as obj
+
+    N, V = z.shape
+    leaf = torch.tensor(np.vstack([z, np.zeros((1, V))])[None], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[-100, *targets.tolist()]])
+    extra = {"ref_logits": torch.tensor(np.vstack([z0, np.zeros((1, V))])[None], dtype=torch.float64)}
+    loss, _ = obj.OBJECTIVES[method](leaf, labels, None, **opts, **extra)
+    (grad,) = torch.autograd.grad(loss, leaf)
+    return -N * grad[0, :N].numpy()
+
+
+@pytest.mark.parametrize("method,np_opts,torch_opts", [
+    ("eaft", {"eaft_k": 4, "eaft_alpha": 1.5}, {"k": 4, "alpha": 1.5}),
+    ("asft", {"asft_beta": 0.3}, {"beta": 0.3}),
+    ("truncate-hard", {"truncate_theta": 0.1}, {"theta": 0.1}),
+    ("dft", {}, {}),
+])
+def test_numpy_method_update_equals_the_torch_objective(method, np_opts, torch_opts):
+    from talr_theory.theory.codelength import log_softmax
+    from talr_theory.theory.reweighting import method_update
+
+    rng = np.random.default_rng(3)
+    N, V = 9, 7
+    z = rng.normal(size=(N, V)) * 2.0
+    z0 = z + rng.normal(size=(N, V)) * 0.7  # a base different from the current model
+    targets = rng.integers(0, V, size=N)
+    w, u = method_update(method, log_softmax(z), targets, log_softmax(z0), **np_opts)
+    expected = _torch_update("ce" if method == "sft" else method, z, targets, z0, **torch_opts)
+    assert np.abs(u - expected).max() < 1e-12
+    if method == "truncate-hard":
+        assert 0 < w.sum() < N  # the threshold splits this batch
+
+
+def test_numpy_eaft_weights_and_defaults_match_the_training_core():
+    import torch
+
+    from talr_theory.theory import reweighting as rw
+    from talr_theory.training import config
+    from talr_theory.training import objectives as obj
+
+    assert (rw.EAFT_TOP_K, rw.EAFT_ALPHA, rw.ASFT_BETA, rw.TRUNCATE_THETA) == (
+        config.EAFT_TOP_K, config.EAFT_ALPHA, config.ASFT_BETA, config.TRUNCATE_THETA)
+    z = np.random.default_rng(0).normal(size=(6, 30)) * 3.0
+    for k, alpha in ((20, 1.0), (5, 2.0), (30, 0.5)):
+        got = rw.eaft_weights_np(z, k, alpha)
+        ref = obj.eaft_weights(torch.tensor(z), k, alpha).numpy()
+        assert np.abs(got - ref).max() < 1e-12
+    # ASFT's anchor at the base itself is zero; elsewhere positive
+    from talr_theory.theory.codelength import log_softmax
+
+    assert np.abs(rw.kl_to_base_np(log_softmax(z), log_softmax(z))).max() < 1e-12
+    assert (rw.kl_to_base_np(log_softmax(z), log_softmax(z[::-1])) > 0).all()
+
+
+def test_linearised_asft_is_dft_and_eaft_has_its_own_ray():
+    from talr_theory.theory.reweighting import linearised_coefficients
+    from talr_theory.theory.scenario import make_scenario
+
+    sc = make_scenario(0)
+    targets = sc.targets(4)
+    dft = linearised_coefficients(sc, targets, "dft")
+    asft = linearised_coefficients(sc, targets, "asft")
+    eaft = linearised_coefficients(sc, targets, "eaft")
+    assert all(abs(dft[k] - asft[k]) < 1e-14 for k in dft)
+    assert any(abs(eaft[k] - dft[k]) > 1e-8 for k in dft)

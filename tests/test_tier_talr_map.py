@@ -15,6 +15,7 @@ from talr_theory.tiers import talr_map
 def _small(**kw):
     cfg = talr_map.Config.quick(seed=0)
     kw.setdefault("synthetic_easy", ())  # the exact tier only; the synthetic cells have their own (slow) test
+    kw.setdefault("methods", ("dft", "talr"))  # EAFT and ASFT have their own test below
     return replace(cfg, hard=("domain",), target_gain=0.2, n_gains=3, max_steps=600, n_boot=200, **kw)
 
 
@@ -111,6 +112,18 @@ def test_near_flow_regime_cuts_short_runs_into_enough_steps():
     # verdicts only for the equal-LR comparison: two per TALR cell, and the domain half per scenario cell
     talr = res.frames["cells"][res.frames["cells"]["method"] == "talr"]
     assert len(res.verdicts) == 2 * len(talr) + int((talr["p1"] == "exact").sum())
+
+
+def test_eaft_and_asft_are_compared_with_sft_and_get_their_verdicts():
+    res = talr_map.run(_small(methods=("eaft", "asft")), None, progress=False)
+    cells = res.frames["cells"]
+    assert set(cells["method"]) == {"eaft", "asft"} and len(cells) == 4  # × two P1 variants
+    got = sorted((v.claim.split("[")[0], v.protocol) for v in res.verdicts)
+    assert got == sorted((f"{m}_vs_sft", p) for m in ("eaft", "asft") for p in ("paper", "stricter")
+                         for _ in range(2))
+    # each method really trained: a finite same-steps ratio (P1 exact), different between the two
+    exact = cells[cells["p1"] == "exact"].set_index("method")["same_steps_ratio"]
+    assert exact.notna().all() and exact["eaft"] != exact["asft"]
 
 
 def test_fewer_than_three_seeds_give_no_interval():

@@ -39,3 +39,33 @@ def test_rerun_reads_the_persisted_scans(runs):
     first, again, out = runs
     assert len(list((out / "results").glob("tokens-*/*.parquet"))) == 2
     assert again.frames["contrast"].equals(first.frames["contrast"])
+
+
+def test_confident_conflicts_recounted_from_the_stored_tokens(runs):
+    result, _, _ = runs
+    tok, cc = result.frames["tokens"], result.frames["conflicts"].set_index("name")
+    assert {"entropy", "entropy_topk"} <= set(tok.columns)
+    per = {}
+    for name, table in tok.groupby("name"):
+        hit = (table["p"] < TINY.conflict_p) & (table["entropy_topk"] < TINY.conflict_entropy)
+        per[name] = hit.groupby(table["example_id"]).sum()
+        assert cc.loc[name, "per_example"] == pytest.approx(per[name].mean())
+        assert cc.loc[name, "ci_lo"] <= cc.loc[name, "per_example"] <= cc.loc[name, "ci_hi"]
+    paired = cc.loc["medcalc-synth: CoT − label (paired)"]
+    both = per["medcalc-synth/cot"].index.intersection(per["medcalc-synth/label"].index)
+    assert len(both) == TINY.limit  # the same cases in both formats
+    diff = per["medcalc-synth/cot"].loc[both] - per["medcalc-synth/label"].loc[both]
+    assert paired["per_example"] == pytest.approx(diff.mean()) and paired["n_examples"] == len(both)
+
+
+def test_entropy_vs_p_figure_names_the_quadrant(runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result, _, _ = runs
+    saved = {}
+    tokens.figures(result, lambda fig, name: saved.setdefault(name, fig))
+    fig = saved["tokens_entropy_vs_p"]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 2 and all("confident conflicts per example" in t for t in titles)
+    assert fig.axes[0].get_ylabel() == "top-K predictive entropy / ln K"

@@ -58,6 +58,29 @@ def test_scanner_matches_naive_loop(tiny, encoded):
     assert table.attrs["scan"]["fast_head"] and 0 <= table.attrs["scan"]["padding_fraction"] < 1
 
 
+def test_scanner_topk_entropy_is_eafts(tiny, encoded):
+    """entropy_topk = entropy of the softmax over the K largest logits / ln K, from full logits in numpy."""
+    k = 5
+    table = scan_tokens(tiny, encoded[:2], batch_size=2, with_entropy=True, progress=False, entropy_k=k)
+    vocab = tiny.model.config.vocab_size
+    full_k = scan_tokens(tiny, encoded[:2], batch_size=2, with_entropy=True, progress=False, entropy_k=vocab)
+    with torch.inference_mode():
+        for e in encoded[:2]:
+            logits = tiny.model(torch.tensor([e.input_ids])).logits[0].double().numpy()
+            pos = np.nonzero(np.array(e.labels) != -100)[0]
+            top = np.sort(logits[pos - 1], axis=-1)[:, -k:]
+            q = np.exp(top - top.max(-1, keepdims=True))
+            q /= q.sum(-1, keepdims=True)
+            expected = -(q * np.log(q)).sum(-1) / np.log(k)
+            rows = table[table.example_id == e.example_id]
+            np.testing.assert_allclose(rows.entropy_topk.to_numpy(), expected, atol=2e-5)
+            # K = vocabulary: the full entropy over ln V
+            rows_v = full_k[full_k.example_id == e.example_id]
+            np.testing.assert_allclose(rows_v.entropy_topk.to_numpy(), rows_v.entropy.to_numpy() / np.log(vocab),
+                                       atol=2e-5)
+    assert not np.allclose(table.entropy_topk, full_k.entropy_topk, atol=1e-3)  # K matters
+
+
 def test_batch_size_chunking_and_fallback_agree(tiny, encoded, monkeypatch):
     a = scan_tokens(tiny, encoded, batch_size=1, progress=False)
     b = scan_tokens(tiny, encoded, batch_size=5, progress=False)

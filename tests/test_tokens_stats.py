@@ -67,3 +67,59 @@ def test_hardest_and_contrast_and_errors():
         s_statistics(table.iloc[:0])
     with pytest.raises(ValueError, match="lacks column"):
         s_statistics(table.drop(columns="p"))
+
+
+def _conflict_table():
+    """Three examples whose confident conflicts (p < 0.2 and top-K entropy < 0.5) are counted by hand."""
+    rows = [  # (example, p, entropy_topk): the conflicts are marked "*"
+        ("a", 0.05, 0.10),  # *
+        ("a", 0.10, 0.49),  # *
+        ("a", 0.10, 0.50),  # hard but uncertain (entropy not < 0.5)
+        ("a", 0.90, 0.05),  # confident and right
+        ("b", 0.20, 0.10),  # p not < 0.2
+        ("b", 0.01, 0.90),  # hard, uncertain
+        ("c", 0.19, 0.00),  # *
+    ]
+    return pd.DataFrame([{"example_id": e, "p": p, "logp": np.log(p), "entropy": 2.0 * h, "entropy_topk": h}
+                         for e, p, h in rows])
+
+
+def test_confident_conflicts_hand_counted():
+    from talr_theory.tokens.stats import confident_conflicts, per_example_conflicts
+
+    table = _conflict_table()
+    assert per_example_conflicts(table).to_dict() == {"a": 2, "b": 0, "c": 1}
+    cc = confident_conflicts(table, n_boot=200, seed=0)
+    assert cc["total"] == 3 and cc["per_example"] == pytest.approx(1.0)
+    assert cc["frac_tokens"] == pytest.approx(3 / 7)
+    assert cc["frac_of_hard"] == pytest.approx(3 / 5)  # hard tokens: p < 0.2 -> five of them
+    # the interval resamples examples: the bootstrap over the per-example counts (2, 0, 1)
+    assert cc["per_example_ci"] == pytest.approx(list(bootstrap_ci(np.array([2.0, 0.0, 1.0]), n_boot=200, seed=0)))
+    # thresholds are parameters: a looser entropy cut adds the uncertain hard token of "a" (0.50 < 0.6)
+    assert per_example_conflicts(table, 0.2, 0.6).to_dict() == {"a": 3, "b": 0, "c": 1}
+    with pytest.raises(ValueError, match="entropy_max"):
+        confident_conflicts(table, 0.2, 0.0)
+    with pytest.raises(ValueError, match="with_entropy"):
+        confident_conflicts(table.drop(columns="entropy_topk"))
+
+
+def test_entropy_summary_quantiles():
+    from talr_theory.tokens.stats import entropy_summary
+
+    table = _conflict_table()
+    out = entropy_summary(table)
+    h = np.array([0.10, 0.49, 0.50, 0.05, 0.10, 0.90, 0.00])
+    assert out["topk_normalized"]["quantiles"]["0.5"] == pytest.approx(0.10)
+    assert out["full_nats"]["mean"] == pytest.approx(2.0 * h.mean())
+
+
+@pytest.mark.parametrize("flag,value", [("--entropy-k", "1"), ("--conflict-p", "2"), ("--conflict-entropy", "0")])
+def test_tokens_entropy_flags_rejected_before_any_work(flag, value, capsys):
+    import time
+
+    from talr_theory.cli import main
+
+    t0 = time.perf_counter()
+    assert main(["tokens", "--model", "tiny-random", "--data", "medcalc-synth:2", flag, value]) == 2
+    assert time.perf_counter() - t0 < 5
+    assert flag in capsys.readouterr().err

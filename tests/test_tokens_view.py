@@ -3,7 +3,9 @@ contract, Δ log p and the paired change of s(θ), sweep checkpoints and the fra
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -92,6 +94,28 @@ def test_surface_texts_rebuild_the_decoded_text():
     assert "".join(surface_texts(loaded.tokenizer, ids)) == loaded.tokenizer.decode(ids)
 
 
+class _ByteTokenizer:
+    """A byte-level tokenizer: each id is a byte string; decoding joins them and replaces broken UTF-8."""
+
+    VOCAB = {1: b"T", 2: b" 37", 3: b"\xc2", 4: b"\xb0", 5: b"C", 6: b" \xe2", 7: b"\x82", 8: b"\xac"}
+
+    def decode(self, ids):
+        return b"".join(self.VOCAB[i] for i in ids).decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("ids,expected", [
+    ([1, 2, 3, 4, 5], ["T", " 37", "°", "", "C"]),  # "°" = C2 B0 over two tokens: shown once, on the first
+    ([1, 6, 7, 8, 5], ["T", " €", "", "", "C"]),  # a 3-byte character after a space
+    ([1, 3], ["T", "\ufffd"]),  # a lone lead byte at the end stays what it decodes to
+    ([3, 1, 5], ["\ufffd", "T", "C"]),  # a lead byte followed by no continuation: tokens decoded alone
+])
+def test_surface_texts_merge_a_character_split_over_byte_tokens(ids, expected):
+    tok = _ByteTokenizer()
+    got = surface_texts(tok, ids)
+    assert got == expected
+    assert "".join(got) == tok.decode(ids)
+
+
 def _cli(args, capsys):
     rc = main(args)
     assert rc == 0
@@ -129,6 +153,13 @@ def test_cli_html_data_p_equals_scanner(tmp_path, capsys):
         assert info[2] == sum(1 << j for j, t in enumerate(th) if p < t)
     counts = table.assign(h=table.p < 0.2).groupby("example_id", sort=False).h.sum().tolist()
     assert [s[th.index(0.2)] for s in payload["s"]] == counts
+    # the hover's entropy (full and top-K) and confident-conflict flag are the scan's, token by token
+    spans = [a for _, a in _spans(page)]
+    np.testing.assert_allclose([float(a["data-h"]) for a in spans], table["entropy"], rtol=1e-3)
+    np.testing.assert_allclose([float(a["data-hk"]) for a in spans], table["entropy_topk"], rtol=1e-3)
+    flags = (table["p"] < 0.2) & (table["entropy_topk"] < 0.5)
+    assert [a["data-cc"] == "1" for a in spans] == flags.tolist()
+    assert "top-K entropy / ln K" in page and "confident conflict" in page
 
 
 @pytest.mark.shared
@@ -140,7 +171,8 @@ def test_cli_html_gguf_must_show(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TALR_CACHE", str(tmp_path / "cache"))
     rows = [("Once upon a time, there was a little girl named Lily.", " She loved to play outside in the sun."),
             ("The dog ran to the park.", " He saw a big red ball and wanted to play with it.\nThen he went home."),
-            ("Tom had a toy car.", " It was blue & fast <i>. Tom was very happy.")]
+            ("Tom had a toy car.", " It was blue & fast <i>. Tom was very happy."),
+            ("The sun was hot.", " It was 37 °C outside.")]
     data = tmp_path / "x.jsonl"
     data.write_text("".join(json.dumps({"q": p, "a": r}) + "\n" for p, r in rows))
     html_path = tmp_path / "out.html"
@@ -152,6 +184,15 @@ def test_cli_html_gguf_must_show(tmp_path, capsys, monkeypatch):
     page = html_path.read_text(encoding="utf-8")
     _check_page_against_scan(page, table, summary["n_target_tokens"])
     assert "<i>" not in page and "&lt;" in page and "&amp;" in page  # response text is escaped
+    shown = "".join(html.unescape(re.sub(r"<[^>]+>", "", sec.split("</div>", 1)[0]))
+                    for sec in page.split('<div class="text">')[1:])
+    assert "37 °C" in shown and "\ufffd" not in shown  # "°" split over byte tokens shown as one character
+    # tokens --json reports entropy quantiles and confident conflicts with an interval
+    q = summary["entropy"]["full_nats"]["quantiles"]
+    assert 0 <= q["0.1"] <= q["0.5"] <= q["0.9"] <= np.log(loaded.model.config.vocab_size) + 1e-6
+    cc = summary["confident_conflicts"]
+    lo, hi = cc["per_example_ci"]
+    assert lo <= cc["per_example"] <= hi and cc["n_examples"] == len(rows)
 
 
 def test_compare_same_model_is_exactly_zero(tmp_path, capsys):

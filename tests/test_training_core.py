@@ -50,16 +50,21 @@ def run(method="sft", model=None, examples=None, **kw):
     return train(model, examples or random_examples(), TrainConfig(**base), progress=False)
 
 
-@pytest.mark.parametrize("method,tau", [("sft", "median"), ("talr", "0.7"), ("dft", "median")])
+@pytest.mark.parametrize("method,tau", [("sft", "median"), ("talr", "0.7"), ("dft", "median"), ("eaft", "median"),
+                                        ("asft", "median"), ("truncate-hard", "median")])
 def test_one_microbatch_of_4_equals_4_microbatches_of_1(method, tau):
-    a = run(method, batch_size=4, grad_accum=1, tau=tau)
-    b = run(method, batch_size=1, grad_accum=4, tau=tau)
-    b2 = run(method, batch_size=2, grad_accum=2, tau=tau)
+    # the random model gives p ≈ 1/VOCAB: a θ there keeps some tokens and truncates others
+    kw = {"tau": tau, "truncate_theta": 1.0 / VOCAB}
+    a = run(method, batch_size=4, grad_accum=1, **kw)
+    b = run(method, batch_size=1, grad_accum=4, **kw)
+    b2 = run(method, batch_size=2, grad_accum=2, **kw)
     assert torch.allclose(flat(a.model), flat(b.model), rtol=1e-5, atol=1e-7)
     assert torch.allclose(flat(a.model), flat(b2.model), rtol=1e-5, atol=1e-7)
     moved = (flat(a.model) - flat(tiny_model())).abs().max()
     assert moved > 1e-4  # training moved the weights far more than the tolerance above
     assert a.log[0]["n_tokens"] == b.log[0]["n_tokens"]
+    if method == "truncate-hard":  # some tokens kept, some truncated
+        assert 0 < a.log[0]["sum_weight"] < a.log[0]["n_tokens"]
 
 
 def test_talr_median_tau_is_per_microbatch():
@@ -78,6 +83,29 @@ def test_l2_with_zero_coefficient_equals_sft_and_positive_pulls_to_init():
     sft_sgd = run("sft", optimizer="sgd", lr=0.05, steps=4)
     assert (flat(l2_strong.model) - init).norm() < (flat(sft_sgd.model) - init).norm()
     assert l2_strong.log[-1]["l2_penalty"] > 0
+
+
+def test_new_objectives_reduce_to_known_ones_at_their_limits():
+    """EAFT with α=0 is SFT, ASFT with β=0 is DFT, truncate-hard with θ below every p is SFT (same updates)."""
+    sft, dft = flat(run("sft").model), flat(run("dft").model)
+    assert (sft - dft).abs().max() > 1e-4  # the two references differ, so each equality below is informative
+    assert torch.allclose(flat(run("eaft", eaft_alpha=0.0).model), sft, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(flat(run("asft", asft_beta=0.0).model), dft, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(flat(run("truncate-hard", truncate_theta=1e-30).model), sft, rtol=1e-5, atol=1e-7)
+    # and away from the limits each one trains differently from both
+    for method in ("eaft", "asft", "truncate-hard"):
+        # ASFT's KL gradient is zero at the first step (model = base), so a large β shows it at the second
+        kw = {"truncate-hard": {"truncate_theta": 1.0 / VOCAB}, "asft": {"asft_beta": 10.0}}.get(method, {})
+        moved = flat(run(method, **kw).model)
+        assert (moved - sft).abs().max() > 1e-5 and (moved - dft).abs().max() > 1e-5, method
+
+
+def test_asft_anchors_to_the_frozen_initial_model():
+    """The KL term is measured against the model before training: zero at the first step, positive later."""
+    res = run("asft", steps=3, eval_every=1, asft_beta=1.0)
+    kls = [h["mean_kl_to_base"] for h in res.history if h["step"] > 0]
+    assert kls[0] == pytest.approx(0.0, abs=1e-6)  # step 1 is computed before any update
+    assert kls[-1] > 1e-6  # a live (not frozen) reference would keep it at 0
 
 
 def test_wise_ft_endpoints_and_midpoint():
@@ -168,9 +196,12 @@ def test_schedule_and_checkpoints():
     ("method", "adam-magic", "method"), ("tau", "0", "tau"), ("tau", "-1", "tau"), ("tau", "mean", "tau"),
     ("w_min", 1.5, "w_min"), ("w_min", -0.1, "w_min"), ("lr", 0.0, "lr"), ("lr", -1e-4, "lr"),
     ("lr", float("nan"), "lr"), ("steps", 0, "steps"), ("wise_alphas", (1.2,), "wise_alphas"),
+    ("eaft_k", 1, "eaft_k"), ("eaft_alpha", -1.0, "eaft_alpha"), ("asft_beta", -0.1, "asft_beta"),
+    ("truncate_theta", 0.0, "truncate_theta"), ("truncate_theta", 1.0, "truncate_theta"),
 ])
 def test_invalid_configs_are_rejected(field, value, match):
-    with pytest.raises(ValueError, match=match):
+    # the message names the option as the user types it (--w-min), whether set by flag or in code
+    with pytest.raises(ValueError, match="--" + match.replace("_", "-")):
         TrainConfig(**{field: value}).validate()
 
 
@@ -232,6 +263,33 @@ def test_model_samples_are_exact_draws_from_the_base_model():
     assert torch.allclose(torch.from_numpy(samples.base_sum_logprob[:50]), logp.double(), atol=1e-5)
 
 
+def test_model_samples_use_the_kv_cache_correctly_and_without_warnings():
+    """Multi-token samples equal a no-cache sampler's draws (same seed), with no deprecation warning."""
+    import warnings
+    from types import SimpleNamespace
+
+    from transformers import LlamaForCausalLM
+
+    from talr_theory.models import tiny_llama_config
+    from talr_theory.training.samples import sample_from_model
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size=8, hidden_size=16, n_layers=1, n_heads=2, n_kv_heads=1,
+                                               intermediate_size=32)).eval()
+    tok = SimpleNamespace(bos_token_id=1, eos_token_id=None, pad_token_id=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        samples = sample_from_model(model, tok, n_samples=4, max_new_tokens=5, seed=3, batch_size=4)
+    # reference: the whole prefix re-run at every step (no cache), the same multinomial stream
+    ids = torch.full((4, 1), 1)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        for _ in range(5):
+            probs = torch.softmax(model(input_ids=ids).logits[:, -1, :].float(), dim=-1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1)], dim=1)
+    assert [e.input_ids for e in samples.examples] == ids.tolist()
+
+
 @pytest.mark.shared
 def test_general_text_blocks_from_wikitext():
     from talr_theory.data.general import load_general_text
@@ -249,3 +307,28 @@ def test_general_text_blocks_from_wikitext():
     assert [e.input_ids for e in again.examples] == [e.input_ids for e in text.examples]
     with pytest.raises(FileNotFoundError, match="expected 'auto'"):
         load_general_text(tok, "/no/such/file.txt")
+
+
+def test_sweep_runs_the_token_objectives_by_name(tmp_path):
+    """``sweep --methods sft,talr,eaft,asft,truncate-hard`` trains each and writes rows for all five."""
+    import json
+
+    import pandas as pd
+
+    from talr_theory.cli import main
+
+    data, out = tmp_path / "toy.jsonl", tmp_path / "sweep"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}: say {w}.", "response": f" {w} {i % 5}"}) + "\n"
+                            for i, w in enumerate(["alpha", "beta", "gamma", "delta", "omega", "kappa"] * 2)))
+    methods = ["sft", "talr", "eaft", "asft", "truncate-hard"]
+    rc = main(["sweep", "--model", "tiny-random", "--data", str(data), "--methods", ",".join(methods),
+               "--lrs", "1e-3", "--seeds", "0", "--steps", "2", "--eval-every", "1", "--batch-size", "2",
+               "--n-train", "6", "--n-eval", "3", "--general-text", "fallback", "--general-blocks", "2",
+               "--block-len", "16", "--n-samples", "2", "--sample-len", "4", "--train-probe", "2",
+               "--out", str(out), "--no-progress", "--no-figures"])
+    assert rc == 0
+    table = pd.read_parquet(out / "results.parquet")
+    assert sorted(table["method"].unique()) == sorted(methods)
+    steps = {m: sorted(g["step"].tolist()) for m, g in table.groupby("method")}
+    assert steps == {m: [0, 1, 2] for m in methods}
+    assert (table["status"] == "ok").all()

@@ -62,7 +62,7 @@ def _hf_train(tmp_path, examples, loss, batch_size, grad_accum, weights=None):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-@pytest.mark.parametrize("method,tau", [("sft", "median"), ("talr", 0.7)])
+@pytest.mark.parametrize("method,tau", [("sft", "median"), ("talr", 0.7), ("eaft", "median"), ("asft", "median")])
 def test_trainer_drop_in_with_gradient_accumulation(tmp_path, method, tau):
     from test_training_core import random_examples, tiny_model
 
@@ -123,3 +123,15 @@ def test_flow_loss_without_weights_is_a_clear_error(tmp_path):
         WeightCollator(_collator)([{"input_ids": [1, 2], "labels": [1, 2], "example_id": "a",
                                     EXAMPLE_WEIGHT_COLUMN: 0.5},
                                    {"input_ids": [1, 2], "labels": [1, 2], "example_id": "b"}])
+
+
+def test_asft_needs_its_base_logits_and_says_how(tmp_path):
+    from test_training_core import random_examples, tiny_model
+
+    examples = random_examples(n=2, seed=5)
+    batch = collate(examples, 0)
+    logits = tiny_model()(input_ids=batch["input_ids"]).logits
+    with pytest.raises(ValueError, match="make_trainer"):
+        TokenLoss("asft")({"logits": logits}, batch["labels"])
+    with pytest.raises(ValueError, match="eaft_k"):
+        TokenLoss("eaft", eaft_k=1)

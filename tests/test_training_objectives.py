@@ -171,7 +171,7 @@ def test_hf_token_loss_matches_objective():
     loss = TokenLoss("talr", tau=0.5, w_min=0.02)({"logits": logits}, labels, num_items_in_batch=13)
     ref, _ = obj.talr_loss(logits, labels, 13, tau=0.5, w_min=0.02)
     assert torch.equal(loss, ref)
-    with pytest.raises(ValueError, match="w_min"):
+    with pytest.raises(ValueError, match="w-min"):
         TokenLoss("talr", w_min=2.0)
     with pytest.raises(ValueError, match="tau"):
         TokenLoss("talr", tau=-1.0)
@@ -193,3 +193,152 @@ def test_flow_weights_for_uses_base_mean_losses(one_thread):
     assert list(weights) == [e.example_id for e in examples]
     for k, w in weights.items():
         assert w == pytest.approx(math.exp(-base[k] / tau), rel=1e-6)
+
+
+# --- EAFT, ASFT, truncate-hard on a hand-computed 2-sequence batch (float64) ---------------------------
+# Shifted supervised positions (the logits at t predict the label at t+1):
+#   seq 0, t=0: logits [0, 0, 0]          target 0  p = 1/3             q = (1/3, 1/3, 1/3)
+#   seq 0, t=1: logits [ln 2, 0, 0]       target 2  p = 1/4             q = (1/2, 1/4, 1/4)
+#   seq 1, t=0: logits [ln 6, ln 3, 0]    target 1  p = 3/10            q = (6/10, 3/10, 1/10)
+#   seq 1, t=1: label -100 (padding); the t=2 logits predict nothing. N = 3 supervised tokens.
+LN2, LN3 = math.log(2.0), math.log(3.0)
+P = (1 / 3, 1 / 4, 3 / 10)
+NLL = (LN3, math.log(4.0), math.log(10 / 3))
+Q = ((1 / 3, 1 / 3, 1 / 3), (1 / 2, 1 / 4, 1 / 4), (6 / 10, 3 / 10, 1 / 10))
+
+
+def _hand_batch():
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [LN2, 0.0, 0.0], [9.0, -2.0, 4.0]],
+                           [[math.log(6.0), LN3, 0.0], [5.0, -5.0, 0.0], [1.0, 2.0, 3.0]]], dtype=torch.float64)
+    labels = torch.tensor([[-100, 0, 2], [-100, 1, -100]])
+    return logits, labels
+
+
+def _entropy(q):
+    return -sum(x * math.log(x) for x in q)
+
+
+def _ref_nll(leaf, labels):
+    """-log softmax at the targets, by hand (log-sum-exp), for the reference formulas' autograd."""
+    lg, lb = leaf[:, :-1], labels[:, 1:]
+    mask = lb.ne(-100)
+    logp = lg - torch.logsumexp(lg, dim=-1, keepdim=True)
+    return -logp.gather(-1, lb.clamp_min(0).unsqueeze(-1)).squeeze(-1) * mask, mask, logp
+
+
+def test_eaft_hand_computed_weights_loss_and_gradient():
+    logits, labels = _hand_batch()
+    # K = 2: the top-2 logits renormalized; position a ties (q = 1/2, 1/2), b and c both give (2/3, 1/3)
+    h2_bc = LN3 - (2 / 3) * LN2  # entropy of (2/3, 1/3)
+    alpha = 2.0
+    w = (1.0, (h2_bc / LN2) ** alpha, (h2_bc / LN2) ** alpha)
+    expected = sum(wi * li for wi, li in zip(w, NLL)) / 3
+    shift = logits[:, :-1]
+    weights = obj.eaft_weights(shift, k=2, alpha=alpha)
+    got_w = (float(weights[0, 0]), float(weights[0, 1]), float(weights[1, 0]))
+    assert got_w == pytest.approx(w, abs=1e-10)
+    leaf = logits.clone().requires_grad_(True)
+    loss, info = obj.eaft_loss(leaf, labels, None, k=2, alpha=alpha)
+    assert loss.dtype == torch.float64 and abs(float(loss.detach()) - expected) < 1e-10
+    assert info["n_tokens"] == 3 and abs(info["sum_weight"] - sum(w)) < 1e-10
+    # the gradient is that of Σ w_i·(-log p_i)/N with the weights as constants (stop-gradient)
+    (grad,) = torch.autograd.grad(loss, leaf)
+    ref_leaf = logits.clone().requires_grad_(True)
+    nll, _, _ = _ref_nll(ref_leaf, labels)
+    wt = torch.tensor([[w[0], w[1]], [w[2], 0.0]], dtype=torch.float64)
+    (ref_grad,) = torch.autograd.grad((wt * nll).sum() / 3, ref_leaf)
+    assert (grad - ref_grad).abs().max() < 1e-12
+    # K = V = 3: the top-K entropy is the full entropy, normalized by ln 3
+    w3 = tuple((_entropy(q) / LN3) ** 1.0 for q in Q)
+    l3, _ = obj.eaft_loss(logits, labels, None, k=3, alpha=1.0)
+    assert abs(float(l3) - sum(a * b for a, b in zip(w3, NLL)) / 3) < 1e-10
+
+
+def test_eaft_topk_entropy_equals_full_entropy_when_vocabulary_is_k():
+    from test_training_core import tiny_model
+
+    model = tiny_model().double()
+    vocab = model.config.vocab_size
+    ids = torch.arange(3, 3 + 8).reshape(1, 8) % vocab
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    q = torch.softmax(logits, -1).numpy()
+    full = -(q * np.log(q)).sum(-1)  # entropy over the whole vocabulary, computed here in numpy
+    for k in (vocab, vocab + 50):  # K capped at the vocabulary
+        got = obj.normalized_topk_entropy(logits, k).numpy()
+        assert np.abs(got - full / math.log(vocab)).max() < 1e-10
+    # a smaller K really is a different (truncated) estimate
+    assert np.abs(obj.topk_entropy(logits, 2).numpy() - full).max() > 1e-3
+    with pytest.raises(ValueError, match="K >= 2"):
+        obj.normalized_topk_entropy(logits, 1)
+
+
+def test_asft_hand_computed_loss_kl_and_gradient():
+    logits, labels = _hand_batch()
+    ref_logits = torch.zeros_like(logits)  # the base model is uniform: KL(u || q) = -ln 3 - (1/3) Σ_v ln q_v
+    kl = tuple(-LN3 - sum(math.log(x) for x in q) / 3 for q in Q)
+    assert kl[0] == pytest.approx(0.0, abs=1e-15) and kl[1] == pytest.approx((5 / 3) * LN2 - LN3)
+    beta = 0.5
+    dft = sum(p * li for p, li in zip(P, NLL))
+    expected = (dft + beta * sum(kl)) / 3
+    leaf = logits.clone().requires_grad_(True)
+    loss, info = obj.asft_loss(leaf, labels, None, ref_logits=ref_logits, beta=beta)
+    assert abs(float(loss.detach()) - expected) < 1e-10
+    assert abs(info["sum_kl"] - sum(kl)) < 1e-10 and abs(info["sum_weight"] - sum(P)) < 1e-10
+    (grad,) = torch.autograd.grad(loss, leaf)
+    # reference formula: (1/N) Σ_i [sg(p_i)(-log p_i) + β Σ_v u_v (log u_v - log q_v)], autograd through q only
+    ref_leaf = logits.clone().requires_grad_(True)
+    nll, mask, logp = _ref_nll(ref_leaf, labels)
+    u = torch.full_like(logp, 1 / 3)
+    kl_tok = (u * (u.log() - logp)).sum(-1) * mask
+    ref_loss = ((torch.exp(-nll).detach() * mask) * nll).sum() / 3 + beta * kl_tok.sum() / 3
+    (ref_grad,) = torch.autograd.grad(ref_loss, ref_leaf)
+    assert (grad - ref_grad).abs().max() < 1e-12
+    # the base logits get no gradient, and ASFT without them is an error
+    with pytest.raises(ValueError, match="ref_logits"):
+        obj.asft_loss(logits, labels, None)
+
+
+def test_asft_kl_direction_is_base_to_model():
+    # KL(base || model) differs from KL(model || base) on a skewed pair; the loss uses the first
+    logits, labels = _hand_batch()
+    ref = torch.zeros_like(logits)
+    ref[1, 0] = torch.tensor([0.0, 0.0, math.log(8.0)], dtype=torch.float64)  # base q = (0.1, 0.1, 0.8) at seq 1
+    base, model_q = (0.1, 0.1, 0.8), Q[2]
+    forward = sum(b * math.log(b / m) for b, m in zip(base, model_q))
+    reverse = sum(m * math.log(m / b) for b, m in zip(base, model_q))
+    assert abs(forward - reverse) > 0.1
+    _, info = obj.asft_loss(logits, labels, None, ref_logits=ref, beta=1.0)
+    kl_rest = -LN3 - sum(math.log(x) for x in Q[1]) / 3  # positions a (0) and b against the uniform base
+    assert abs(info["sum_kl"] - (forward + kl_rest)) < 1e-10
+
+
+def test_truncate_hard_hand_computed_and_limits():
+    logits, labels = _hand_batch()
+    # θ = 0.28: p = 1/3 and 3/10 are kept, p = 1/4 is truncated; the sum is divided by all N = 3 tokens
+    leaf = logits.clone().requires_grad_(True)
+    loss, info = obj.truncate_hard_loss(leaf, labels, None, theta=0.28)
+    assert abs(float(loss.detach()) - (NLL[0] + NLL[2]) / 3) < 1e-10
+    assert info["n_truncated"] == 1 and info["sum_weight"] == 2
+    (grad,) = torch.autograd.grad(loss, leaf)
+    ref_leaf = logits.clone().requires_grad_(True)
+    nll, _, _ = _ref_nll(ref_leaf, labels)
+    (ref_grad,) = torch.autograd.grad((nll[0, 0] + nll[1, 0]) / 3, ref_leaf)
+    assert (grad - ref_grad).abs().max() < 1e-12
+    # θ below every p is CE; θ above every p leaves a zero loss that is still connected to the graph
+    ce, _ = obj.ce_loss(logits, labels)
+    low, _ = obj.truncate_hard_loss(logits, labels, theta=0.2)
+    assert abs(float(low) - float(ce)) < 1e-12
+    high_leaf = logits.clone().requires_grad_(True)
+    high, info_high = obj.truncate_hard_loss(high_leaf, labels, theta=0.9)
+    (g_high,) = torch.autograd.grad(high, high_leaf)
+    assert float(high.detach()) == 0.0 and info_high["n_truncated"] == 3 and float(g_high.abs().max()) == 0.0
+
+
+def test_new_objectives_normalize_by_the_global_token_count():
+    logits, labels = _hand_batch()
+    ref = torch.zeros_like(logits)
+    for name, opts in (("eaft", {"k": 3}), ("asft", {"ref_logits": ref}), ("truncate-hard", {"theta": 0.28})):
+        local, _ = obj.OBJECTIVES[name](logits, labels, None, **opts)
+        global_, _ = obj.OBJECTIVES[name](logits, labels, torch.tensor(12), **opts)
+        assert abs(float(global_) * 12 - float(local) * 3) < 1e-10, name

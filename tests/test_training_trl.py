@@ -165,3 +165,85 @@ def test_flow_weights_travel_through_trl_collator(tmp_path):
     trainer.train()
     # mean token weight is a token-weighted average of the 8 example weights: strictly inside (0.1, 0.8)
     assert 0.1 < loss.last_info["mean_weight"] < 0.8
+
+
+def _perturbed_reference(model, scale=0.05):
+    """A frozen copy of ``model`` with its weights moved, so ASFT's KL term is not zero at the first step."""
+    from talr_theory.training.params import frozen_copy
+
+    ref = frozen_copy(model)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return ref
+
+
+def _token_loss(method, ref=None):
+    opts = {"talr": {"tau": 0.7}, "eaft": {"eaft_k": 5, "eaft_alpha": 1.5}, "asft": {"asft_beta": 0.3}}[method]
+    return TokenLoss(method, ref_model=ref, **opts)
+
+
+@pytest.mark.parametrize("method", ["talr", "eaft", "asft"])
+def test_new_losses_through_the_drop_in_equal_the_core(tmp_path, method):
+    from talr_theory.training import objectives as obj
+
+    lm = _model("float64")
+    ref = _perturbed_reference(lm.model) if method == "asft" else None
+    loss = _token_loss(method, ref)
+    with pytest.warns(UserWarning, match="chunked NLL"):  # what the drop-in changes, said at construction
+        trainer = make_sft_trainer(loss, model=lm.model, processing_class=lm.tokenizer,
+                                   train_dataset=datasets.Dataset.from_list(_rows()),
+                                   args=_args(tmp_path, method, per_device_train_batch_size=8))
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    n = torch.tensor(int((batch["labels"][:, 1:] != -100).sum()) * 2)  # as if accumulated over 2 micro-batches
+    got, _ = _loss_and_grad(trainer, lm.model, batch, n)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = lm.model(**inputs).logits
+    extra = {"ref_logits": ref(**inputs).logits} if method == "asft" else {}
+    expected, info = obj.OBJECTIVES[method](logits, batch["labels"], n, **loss.opts, **extra)
+    assert abs(got - float(expected.detach())) <= TOL
+    if method == "asft":
+        assert info["sum_kl"] > 1e-4  # the anchor term is really in the compared loss
+
+
+@pytest.mark.parametrize("method", ["talr", "eaft", "asft"])
+def test_accumulation_in_the_drop_in_equals_one_large_batch(tmp_path, method):
+    params = {}
+    for split, (bs, ga) in {"4x1": (4, 1), "2x2": (2, 2)}.items():
+        lm = _model("float64")
+        ref = _perturbed_reference(lm.model) if method == "asft" else None
+        args = _args(tmp_path, f"{method}-{split}", max_steps=1, per_device_train_batch_size=bs,
+                     gradient_accumulation_steps=ga, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant",
+                     warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0)
+        with pytest.warns(UserWarning, match="chunked NLL"):
+            trainer = make_sft_trainer(_token_loss(method, ref), model=lm.model, processing_class=lm.tokenizer,
+                                       train_dataset=datasets.Dataset.from_list(_rows(4)), args=args)
+        trainer.train()
+        params[split] = torch.cat([p.detach().reshape(-1) for p in lm.model.parameters()])
+    init = torch.cat([p.detach().reshape(-1) for p in _model("float64").model.parameters()])
+    assert (params["4x1"] - init).abs().max() > 1e-4
+    assert (params["4x1"] - params["2x2"]).abs().max() <= TOL
+
+
+def test_sft_trainer_settings_a_token_loss_would_override_are_refused(tmp_path):
+    lm = _model()
+    for setting, match in (({"loss_type": "dft"}, "loss_type"), ({"label_smoothing_factor": 0.1}, "label_smoothing")):
+        with pytest.raises(ValueError, match=match):
+            make_sft_trainer(TokenLoss("talr"), model=lm.model, processing_class=lm.tokenizer,
+                             train_dataset=datasets.Dataset.from_list(_rows()),
+                             args=_args(tmp_path, "bad", **setting))
+
+
+def test_drop_in_logs_trls_metrics_from_its_own_logits(tmp_path):
+    lm = _model()
+    with pytest.warns(UserWarning, match="chunked NLL"):
+        trainer = make_sft_trainer(TokenLoss("eaft"), model=lm.model, processing_class=lm.tokenizer,
+                                   train_dataset=datasets.Dataset.from_list(_rows()),
+                                   args=_args(tmp_path, "log", max_steps=1, per_device_train_batch_size=8,
+                                              logging_strategy="steps", logging_steps=1))
+    trainer.train()
+    logged = trainer.state.log_history[0]
+    vocab = lm.model.config.vocab_size
+    assert 0 < logged["entropy"] <= torch.log(torch.tensor(float(vocab))) + 1e-6
+    assert 0 <= logged["mean_token_accuracy"] <= 1 and logged["num_tokens"] > 0

@@ -18,11 +18,14 @@ from talr_theory.configs import (
     COUNT,
     N_BOOT,
     PROBABILITY,
+    Range,
     add_dataclass_args,
     check_fields,
     dataclass_from_args,
     to_dict,
 )
+
+AT_LEAST_TWO = Range(lo=2, integer=True)  # a top-K entropy needs K >= 2
 
 
 @dataclass
@@ -49,7 +52,14 @@ class TokensConfig:
         "help": "probability thresholds θ for s(θ)", "check": PROBABILITY})
     batch_size: int = field(default=8, metadata={"help": "examples per forward pass", "check": AT_LEAST_ONE})
     bf16_autocast: bool = field(default=False, metadata={"help": "bf16 autocast for the forward (statistics are computed in fp32 otherwise)"})
-    entropy: bool = field(default=False, metadata={"help": "also record the predictive entropy at each target position"})
+    entropy: bool = field(default=True, metadata={
+        "help": "record the predictive entropy at each target position (full vocabulary, and EAFT's top-K) and "
+                "count confident conflicts"})
+    entropy_k: int = field(default=20, metadata={"help": "K of the top-K entropy (EAFT's default 20)", "check": AT_LEAST_TWO})
+    conflict_p: float = field(default=0.2, metadata={"help": "confident conflict: target p below this ...",
+                                                     "check": PROBABILITY})
+    conflict_entropy: float = field(default=0.5, metadata={
+        "help": "... and top-K entropy / ln K below this", "check": PROBABILITY})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ...", "default_text": "cuda when present"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs", "check": N_BOOT})
     seed: int = field(default=0, metadata={"help": "seed for data generation/ordering/split and the bootstrap"})
@@ -107,7 +117,7 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
                               response_field=cfg.response_field, max_length=cfg.max_length or None,
                               batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
                               with_entropy=cfg.entropy, progress=progress,
-                              top_k=cfg.top_k if (cfg.html or cfg.compare_model) else 0)
+                              top_k=cfg.top_k if (cfg.html or cfg.compare_model) else 0, entropy_k=cfg.entropy_k)
     scan_s = time.perf_counter() - t0
     s = s_statistics(table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed)
     summ = token_summary(table, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -136,9 +146,22 @@ def analyze(cfg: TokensConfig, progress: bool = True) -> tuple[dict, dict]:
     }
     art = {"tokens": table, "per_example": per_example_counts(table, cfg.thresholds), "hardest": hard,
            "encoded": enc.examples, "tokenizer": loaded.tokenizer}
+    if cfg.entropy:
+        _entropy_outputs(cfg, table, summary, art)
     if cfg.compare_model:
         _compare(cfg, loaded, table, enc, summary, art, progress)
     return summary, art
+
+
+def _entropy_outputs(cfg: TokensConfig, table, summary: dict, art: dict) -> None:
+    """Entropy quantiles and confident conflicts (with intervals) into the summary and the per-example table."""
+    from talr_theory.tokens.stats import confident_conflicts, entropy_summary, per_example_conflicts
+
+    summary["entropy"] = dict(entropy_summary(table), k=cfg.entropy_k)
+    summary["confident_conflicts"] = confident_conflicts(table, cfg.conflict_p, cfg.conflict_entropy,
+                                                         n_boot=cfg.n_boot, seed=cfg.seed)
+    counts = per_example_conflicts(table, cfg.conflict_p, cfg.conflict_entropy)
+    art["per_example"]["n_confident_conflicts"] = art["per_example"]["example_id"].map(counts).to_numpy()
 
 
 def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dict, progress: bool) -> None:
@@ -161,7 +184,8 @@ def _compare(cfg: TokensConfig, loaded, base_table, enc, summary: dict, art: dic
     if len(check.examples) != len(enc.examples):
         raise ValueError(f"--compare-model {cfg.compare_model!r} encodes a different number of examples")
     tuned_table = scan_tokens(tuned, enc.examples, batch_size=cfg.batch_size, bf16_autocast=cfg.bf16_autocast,
-                              with_entropy=cfg.entropy, progress=progress, top_k=cfg.top_k)
+                              with_entropy=cfg.entropy, progress=progress, top_k=cfg.top_k,
+                              entropy_k=cfg.entropy_k)
     comp = compare_summary(base_table, tuned_table, cfg.thresholds, n_boot=cfg.n_boot, seed=cfg.seed,
                            encoded=enc.examples, tokenizer=loaded.tokenizer, k=cfg.hardest)
     summary.update(comp)
@@ -181,7 +205,8 @@ def write_html(cfg: TokensConfig, summary: dict, art: dict) -> None:
     table = art.get("paired", art["tokens"])
     title = (f"Token Δ log p: {cfg.compare_model} vs {cfg.model}" if cfg.compare_model
              else f"Token difficulty: {cfg.model}")
-    page = render_token_view(table, art["encoded"], art["tokenizer"], head, cfg.thresholds, title=title)
+    page = render_token_view(table, art["encoded"], art["tokenizer"], head, cfg.thresholds, title=title,
+                             conflict=(cfg.conflict_p, cfg.conflict_entropy))
     atomic_write_text(cfg.html, page)
 
 
@@ -229,6 +254,12 @@ def run(args) -> int:
           f"{summary['n_target_tokens']} target tokens, median p {summary['median_p']:.3f}, "
           f"frac p>0.2 {summary['frac_p_gt_0.2']:.3f}", file=stream)
     print(f"  {s_text}", file=stream)
+    if "confident_conflicts" in summary:
+        cc, ent = summary["confident_conflicts"], summary["entropy"]
+        print(f"  entropy median {ent['full_nats']['quantiles']['0.5']:.3f} nats (top-{ent['k']} / ln K median "
+              f"{ent['topk_normalized']['quantiles']['0.5']:.3f}); confident conflicts (p < {cc['p_below']:g}, "
+              f"top-K entropy < {cc['topk_entropy_below']:g}) {cc['per_example']:.2f} per example "
+              f"[{cc['per_example_ci'][0]:.2f}, {cc['per_example_ci'][1]:.2f}]", file=stream)
     print(f"  truncated {summary['truncated_examples']}, dropped {summary['dropped_examples']}; "
           f"scan {summary['scan']['seconds']:.1f} s ({summary['scan']['real_tokens_per_s']:.0f} tok/s)", file=stream)
     if cfg.compare_model:

@@ -8,6 +8,8 @@ dataset/format/model) and the ``tokens.stats.contrast`` frame. Each function ret
 - ``plot_prob_ecdf``: empirical CDF of p per group, with the θ thresholds of s(θ) marked.
 - ``plot_s_contrast``: s(θ) with bootstrap CIs per group and threshold (label-only vs CoT).
 - ``plot_prob_by_position``: median p against the token's index within the response.
+- ``plot_entropy_vs_p``: EAFT's normalized top-K entropy against p per group, the confident-conflict
+  quadrant (low p, low entropy) shaded and its count per example (with a 95% CI) in each title.
 """
 
 from __future__ import annotations
@@ -99,5 +101,41 @@ def plot_prob_by_position(table: pd.DataFrame, hue: str = "format", max_index: i
     ax.set_xlabel("index of the token in the response")
     ax.set_ylabel("median p (band: interquartile range)")
     ax.set_title("Token probability along the response")
+    fig.tight_layout()
+    return fig
+
+
+def plot_entropy_vs_p(table: pd.DataFrame, conflicts: pd.DataFrame, group: str = "name", model: str = "",
+                      max_points: int = 4000):
+    """One panel per ``group``: each supervised token at (p, top-K entropy / ln K), the quadrant
+    p < p_max and entropy < entropy_max shaded; ``conflicts`` (one row per group: per_example, ci_lo,
+    ci_hi, p_below, topk_entropy_below, n_examples) gives the count per example written in the title."""
+    _sns()
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(table[group]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.2), sharex=True, sharey=True,
+                             squeeze=False)
+    info = conflicts.set_index(group)
+    positive = table["p"][table["p"] > 0]
+    left = float(positive.min()) if len(positive) else 1e-6  # one shaded region for every panel
+    for ax, g in zip(axes[0], groups):
+        sub = table[table[group] == g]
+        sub = sub.sample(min(len(sub), max_points), random_state=0)
+        row = info.loc[g]
+        p_max, h_max = float(row["p_below"]), float(row["topk_entropy_below"])
+        ax.axvspan(left, p_max, ymax=h_max, color="C3", alpha=0.12, lw=0)
+        ax.scatter(sub["p"], sub["entropy_topk"], s=3, alpha=0.35, color="C0")
+        ax.axvline(p_max, color="C3", lw=0.8, ls="--")
+        ax.axhline(h_max, color="C3", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{g}\nconfident conflicts per example: {row['per_example']:.2f} "
+                     f"[{row['ci_lo']:.2f}, {row['ci_hi']:.2f}] (n={int(row['n_examples'])})", fontsize=10)
+        ax.set_xlabel("p(target token), log scale")
+    axes[0][0].set_ylabel("top-K predictive entropy / ln K")
+    p_max, h_max = float(conflicts["p_below"].iloc[0]), float(conflicts["topk_entropy_below"].iloc[0])
+    fig.suptitle(f"Confident conflicts under {model or 'the model'} (shaded: p < {p_max:g} and top-K entropy / ln K "
+                 f"< {h_max:g}); 95% bootstrap CIs over examples", fontsize=11)
     fig.tight_layout()
     return fig

@@ -22,6 +22,11 @@ D: G_w/a_w < G_1/a_1. Weights that pile the update on easy tokens the model alre
 small gain per step, a direction the general contexts share) make a_w small while the Fisher length
 stays, so the ratio grows — the failure mode the default exact-tier scenario shows.
 
+The token objectives of the training core have numpy float64 twins here (:func:`method_update`):
+SFT, DFT, TALR (weights from p), EAFT (weights from the top-K entropy of the logits), truncate-hard
+(weights 1[p ≥ θ]) and ASFT (DFT's weights plus β times the KL pull towards the base distribution,
+whose logit gradient is q − q0). At θ0 the model is its own base, so ASFT's ray is DFT's.
+
 The weights' dependence on the model (TALR recomputes them every step) is outside the linearised
 model; :func:`linearised_coefficients` evaluates them at θ0. How often the predicted sign matches
 full multi-step runs is measured by the ``talr_map`` stage, not assumed.
@@ -36,7 +41,70 @@ import sympy as sp
 
 from talr_theory.theory.codelength import log_softmax
 from talr_theory.theory.scenario import Scenario
-from talr_theory.theory.steps import step_direction, target_probs, token_weights
+from talr_theory.theory.steps import TALR_W_MIN, step_direction, target_probs, token_weights
+
+# The reference defaults of the training core (training/config.py), repeated here so this numpy
+# module does not import torch; tests check they agree.
+EAFT_TOP_K, EAFT_ALPHA, ASFT_BETA, TRUNCATE_THETA = 20, 1.0, 0.1, 0.2
+METHODS = ("sft", "dft", "talr", "eaft", "asft", "truncate-hard")
+
+
+def topk_entropy_np(logits: np.ndarray, k: int = EAFT_TOP_K) -> np.ndarray:
+    """Entropy (nats) of the softmax renormalized over the K largest logits of each row (K capped at V)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    kk = min(int(k), logits.shape[-1])
+    top = np.sort(logits, axis=-1)[..., logits.shape[-1] - kk:]
+    logq = log_softmax(top)
+    return -np.sum(np.exp(logq) * logq, axis=-1)
+
+
+def eaft_weights_np(logits: np.ndarray, k: int = EAFT_TOP_K, alpha: float = EAFT_ALPHA) -> np.ndarray:
+    """EAFT's token weights ``(H_K / ln K)^α`` (clamped to [0, 1] against rounding), as ``objectives.eaft_weights``."""
+    kk = min(int(k), np.shape(logits)[-1])
+    if kk < 2:
+        raise ValueError(f"EAFT needs K >= 2 logits (got K={k})")
+    return np.clip(topk_entropy_np(logits, kk) / np.log(kk), 0.0, 1.0) ** float(alpha)
+
+
+def kl_to_base_np(logq: np.ndarray, logq0: np.ndarray) -> np.ndarray:
+    """Per-row ``KL(q0 || q) = Σ_v q0 (log q0 − log q)`` from log-probabilities (ASFT's anchor)."""
+    logq, logq0 = np.asarray(logq, dtype=np.float64), np.asarray(logq0, dtype=np.float64)
+    return np.sum(np.exp(logq0) * (logq0 - logq), axis=-1)
+
+
+def method_update(method: str, logq: np.ndarray, targets: np.ndarray, logq0: np.ndarray | None = None,
+                  tau="median", w_min: float = TALR_W_MIN, example_of: np.ndarray | None = None,
+                  eaft_k: int = EAFT_TOP_K, eaft_alpha: float = EAFT_ALPHA, asft_beta: float = ASFT_BETA,
+                  truncate_theta: float = TRUNCATE_THETA) -> tuple[np.ndarray, np.ndarray]:
+    """(token weights w (N,), logit update u (N, V)) of one method at the training positions.
+
+    ``logq`` (N, V) are the current log-probabilities, ``logq0`` the base model's (ASFT only). ``u`` is
+    minus N times the gradient of the method's loss with respect to the logits:
+    ``u_i = w_i (e_{y_i} − q_i)``, plus ``β (q0_i − q_i)`` for ASFT, so ``z ← z + λ K u / N`` is its SGD
+    step in the kernel model (``steps.step_direction`` for the weighted part).
+    """
+    logq = np.asarray(logq, dtype=np.float64)
+    targets = np.asarray(targets)
+    rows = np.arange(len(targets))
+    p = np.exp(logq[rows, targets])
+    if method in ("sft", "dft", "talr"):
+        w, _ = token_weights(method, p, tau=tau, w_min=w_min, example_of=example_of)
+    elif method == "eaft":
+        w = eaft_weights_np(logq, eaft_k, eaft_alpha)  # log-probs are logits up to a per-row shift
+    elif method == "asft":
+        w = p.copy()
+    elif method == "truncate-hard":
+        w = (p >= truncate_theta).astype(np.float64)
+    else:
+        raise ValueError(f"method_update: method must be one of {', '.join(METHODS)}, got {method!r}")
+    q = np.exp(logq)
+    u = -q * w[:, None]
+    u[rows, targets] += w
+    if method == "asft":
+        if logq0 is None:
+            raise ValueError("method_update: ASFT needs the base model's log-probabilities logq0")
+        u += float(asft_beta) * (np.exp(np.asarray(logq0, dtype=np.float64)) - q)
+    return w, u
 
 
 @lru_cache(maxsize=1)
@@ -120,8 +188,10 @@ def linearised_coefficients(sc: Scenario, targets: np.ndarray, method: str, p1: 
     """:func:`ray_coefficients` for a scenario, a target layout and a method's weights at θ0."""
     z = sc.model.logits
     z_dom = z[sc.domain_idx]
-    p = target_probs(z_dom, targets)
-    w, _ = token_weights(method, p, tau=tau, w_min=w_min, example_of=sc.example_of)
+    if method in ("sft", "dft", "talr"):
+        w, _ = token_weights(method, target_probs(z_dom, targets), tau=tau, w_min=w_min, example_of=sc.example_of)
+    else:  # at θ0 the model is its own base: ASFT's KL pull is zero and its ray is DFT's
+        w, _ = method_update(method, log_softmax(z_dom), targets, log_softmax(z_dom), example_of=sc.example_of)
     K = sc.model.kernel
     return ray_coefficients(K[np.ix_(sc.general_idx, sc.domain_idx)], K[np.ix_(sc.domain_idx, sc.domain_idx)],
                             z_dom, targets, w, z[sc.general_idx], sc.p_general(p1), sc.rho)

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from talr_theory.theory.codelength import log_softmax
+from talr_theory.theory.reweighting import method_update
 from talr_theory.theory.scenario import Scenario
-from talr_theory.theory.steps import TALR_W_MIN, token_weights
+from talr_theory.theory.steps import TALR_W_MIN
 
 
 @dataclass
@@ -58,6 +59,7 @@ def run_trajectory(sc: Scenario, s: int, lam: float, target_gain: float, p1: str
     p_gens = {name: sc.p_general(name) for name in ("exact", "mismodeled")}
     log_q0_gen = log_softmax(z[:n_gen])
     logq_dom = log_softmax(z[n_gen:])
+    logq0_dom = logq_dom.copy()  # the base distribution ASFT anchors to
     log_p0_tok = logq_dom[rows, targets]
     started_hard = np.exp(log_p0_tok) < 0.05
     easy_mass = hard_mass = 0.0
@@ -68,13 +70,11 @@ def run_trajectory(sc: Scenario, s: int, lam: float, target_gain: float, p1: str
     while steps < max_steps:
         steps += 1
         p_tok = np.exp(logq_dom[rows, targets])
-        w, _ = token_weights(method, p_tok, tau=tau, w_min=w_min, example_of=sc.example_of)
+        w, u = method_update(method, logq_dom, targets, logq0_dom, tau=tau, w_min=w_min, example_of=sc.example_of)
         mass = w * (1.0 - p_tok)
         hard_mass += float(mass[started_hard].sum())
         easy_mass += float(mass[~started_hard].sum())
-        # Same update as steps.step_direction, with the softmax at the positions computed once.
-        u = -np.exp(logq_dom) * w[:, None]
-        u[rows, targets] += w
+        # Same update as steps.step_direction (plus ASFT's pull to the base), softmax computed once.
         z += K @ u
         logq_dom = log_softmax(z[n_gen:])
         gain = float(np.mean(logq_dom[rows, targets] - log_p0_tok))

@@ -79,8 +79,8 @@ class Config:
     traj_grid: tuple[float, ...] = tuple(float(x) for x in np.round(np.linspace(0.05, 0.5, 10), 10))
     n_traj_instances: int = 12
     compare_lams: tuple[float, ...] = (16.0, 64.0)
-    # One tuple: another method is one more name here (it must be a method of ``theory.steps``).
-    compare_methods: tuple[str, ...] = ("sft", "talr")
+    # One tuple: another method is one more name here (one of ``theory.reweighting.METHODS``).
+    compare_methods: tuple[str, ...] = ("sft", "talr", "eaft", "asft")
     compare_max_steps: int = 20000
     n_compare_instances: int = 10
     n_boot: int = 1000

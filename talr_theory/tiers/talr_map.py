@@ -76,10 +76,10 @@ HARD_KINDS = ("domain", "general")
 
 @dataclass
 class Config:
-    # The methods compared with SFT, one tuple: a new method is one more name (a method of
-    # ``theory.steps``); TALR runs once per (w_min, τ rule), the others once. Only methods with a
-    # registered claim ``<method>_vs_sft`` get verdicts; the others are measured and tabled.
-    methods: tuple[str, ...] = ("dft", "talr")
+    # The methods compared with SFT, one tuple: a new method is one more name (one of
+    # ``theory.reweighting.METHODS``); TALR runs once per (w_min, τ rule), the others once. Only methods
+    # with a registered claim ``<method>_vs_sft`` get verdicts; the others are measured and tabled.
+    methods: tuple[str, ...] = ("dft", "talr", "eaft", "asft")
     easy_p: tuple[float, ...] = (0.95, 0.995)
     w_min: tuple[float, ...] = (0.01, 0.1)
     tau_rules: tuple[str, ...] = ("median",)

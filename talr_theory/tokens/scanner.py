@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from talr_theory.data.encode import IGNORE, EncodedExample, collate
 from talr_theory.models import LoadedModel, pad_token_id
+from talr_theory.training.config import EAFT_TOP_K
+from talr_theory.training.objectives import normalized_topk_entropy
 
 CHUNK_ELEMENTS = 1 << 22  # fp32 logits per chunk: 4M floats = 16 MiB
 
@@ -45,8 +47,9 @@ def _head_and_decoder(model):
 
 
 def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, head, softcap,
-                      with_entropy: bool, top_k: int = 0):
+                      with_entropy: bool, top_k: int = 0, entropy_k: int = EAFT_TOP_K):
     """log p(target) (and entropy) for N rows, in chunks; ``head`` None means the input are logits.
+    The entropy is a pair (full-vocabulary entropy in nats, EAFT's top-``entropy_k`` entropy / ln K).
     With ``top_k`` > 0 also the target's rank in the vocabulary (1 = most probable; ties counted in
     the target's favour) and the ``top_k`` most probable ids with their log-probabilities."""
     n = hidden_or_logits.shape[0]
@@ -66,7 +69,7 @@ def _chunked_logprobs(hidden_or_logits: torch.Tensor, targets: torch.Tensor, hea
         logps.append(tgt_logit.squeeze(1) - lse)
         if with_entropy:
             logq = logits - lse[:, None]
-            ents.append(-(logq.exp() * logq).sum(-1))
+            ents.append(torch.stack([-(logq.exp() * logq).sum(-1), normalized_topk_entropy(logits, entropy_k)], -1))
         if top_k:
             ranks.append((logits > tgt_logit).sum(-1) + 1)
             val, idx = logits.topk(min(top_k, vocab), dim=-1)
@@ -100,9 +103,11 @@ def length_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | 
 
 def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: int = 8,
                 bf16_autocast: bool = False, with_entropy: bool = False, progress: bool = True,
-                max_batch_tokens: int | None = 8192, top_k: int = 0, with_argmax: bool = False) -> pd.DataFrame:
+                max_batch_tokens: int | None = 8192, top_k: int = 0, with_argmax: bool = False,
+                entropy_k: int = EAFT_TOP_K) -> pd.DataFrame:
     """One row per supervised token: example_id, position, response_index, token_id, token_text, p, logp
-    (+ entropy in nats). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
+    (+ with_entropy: ``entropy``, the full-vocabulary predictive entropy in nats, and ``entropy_topk``,
+    EAFT's top-``entropy_k`` entropy divided by ln K, in [0, 1]). ``position`` indexes the token in ``input_ids``; ``response_index`` counts
     supervised tokens within the example. ``df.attrs["scan"]`` records padding and token counts.
 
     ``top_k`` > 0 (off by default; it costs a top-k over the vocabulary per token) adds ``rank``
@@ -114,6 +119,8 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     if top_k < 0:
         raise ValueError(f"top_k must be ≥ 0, got {top_k}")
+    if with_entropy and entropy_k < 2:
+        raise ValueError(f"entropy_k must be ≥ 2 (the entropy of one logit is 0), got {entropy_k}")
     # The argmax test is the rank computation with a top-1: one mechanism for both options.
     k = max(top_k, 1) if with_argmax else top_k
     model = loaded.model
@@ -154,10 +161,10 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
             if fast is not None:
                 decoder, head, softcap = fast
                 hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                out = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, k)
+                out = _chunked_logprobs(hidden[rows, cols], targets, head, softcap, with_entropy, k, entropy_k)
             else:
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                out = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, k)
+                out = _chunked_logprobs(logits[rows, cols], targets, None, None, with_entropy, k, entropy_k)
             logp, ent = out[0], out[1]
             top = tuple(t.cpu() for t in out[2]) if k else None
             logp, rows_c, cols_c, tg = logp.cpu(), rows.cpu(), cols.cpu(), targets.cpu()
@@ -177,7 +184,8 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
         data = {"example_id": ex.example_id, "position": pos.numpy(), "response_index": range(len(pos)),
                 "token_id": tg.numpy(), "logp": lp.double().numpy()}
         if en is not None:
-            data["entropy"] = en.double().numpy()
+            data["entropy"] = en[:, 0].double().numpy()
+            data["entropy_topk"] = en[:, 1].double().numpy()
         if with_argmax:
             data["is_argmax"] = top[0].numpy() == 1
         if top_k:
@@ -185,7 +193,7 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
             data["top_ids"] = list(top[1].numpy())
             data["top_p"] = list(top[2].double().exp().numpy())
         frames.append(pd.DataFrame(data))
-    extra = ((["entropy"] if with_entropy else []) + (["rank", "top_ids", "top_p"] if top_k else [])
+    extra = ((["entropy", "entropy_topk"] if with_entropy else []) + (["rank", "top_ids", "top_p"] if top_k else [])
              + (["is_argmax"] if with_argmax else []))
     columns = ["example_id", "position", "response_index", "token_id", "logp"] + extra
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
@@ -198,5 +206,6 @@ def scan_tokens(loaded: LoadedModel, encoded: list[EncodedExample], batch_size: 
                            "padding_fraction": 1.0 - n_real / n_padded if n_padded else 0.0,
                            "bf16_autocast": bf16_autocast, "fast_head": fast is not None,
                            "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
-                           "n_batches": len(batches), "top_k": top_k}
+                           "n_batches": len(batches), "top_k": top_k,
+                           "entropy_k": int(entropy_k) if with_entropy else None}
     return table

@@ -15,6 +15,11 @@ from talr_theory.stats import bootstrap_ci
 
 DEFAULT_THRESHOLDS = (0.05, 0.1, 0.2, 0.5)
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9)
+# A "confident conflict" (EAFT, arXiv 2601.02151): a target the model finds unlikely (p below the
+# paper's hard-token threshold) while it is confident about something else (EAFT's normalized top-K
+# entropy below half its maximum). The EAFT paper gives no numeric cut-offs; these are ours.
+CONFLICT_P = 0.2
+CONFLICT_ENTROPY = 0.5
 
 
 def _check(table: pd.DataFrame) -> None:
@@ -71,6 +76,65 @@ def token_summary(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dic
         "frac_p_gt_0.2": float((p > 0.2).mean()),
         "frac_p_gt_0.2_ci": bootstrap_ci(pairs, statistic=ratio, n_boot=n_boot, seed=seed),
     }
+
+
+def _require_entropy(table: pd.DataFrame) -> None:
+    _check(table)
+    missing = {"entropy", "entropy_topk"} - set(table.columns)
+    if missing:
+        raise ValueError(f"token table lacks column(s) {sorted(missing)}: scan with with_entropy=True")
+
+
+def entropy_summary(table: pd.DataFrame) -> dict:
+    """Quantiles of the full-vocabulary entropy (nats) and of EAFT's normalized top-K entropy ([0, 1])."""
+    _require_entropy(table)
+    out = {}
+    for col, key in (("entropy", "full_nats"), ("entropy_topk", "topk_normalized")):
+        v = table[col].to_numpy(dtype=np.float64)
+        out[key] = {"mean": float(v.mean()), "quantiles": {f"{q:g}": float(np.quantile(v, q)) for q in QUANTILES}}
+    return out
+
+
+def conflict_mask(table: pd.DataFrame, p_max: float = CONFLICT_P, entropy_max: float = CONFLICT_ENTROPY) -> pd.Series:
+    """True for the confident conflicts: ``p < p_max`` and normalized top-K entropy ``< entropy_max``."""
+    _require_entropy(table)
+    for name, v in (("p_max", p_max), ("entropy_max", entropy_max)):
+        if not 0.0 < float(v) <= 1.0:
+            raise ValueError(f"confident-conflict threshold {name}={v} must be in (0, 1]")
+    return (table["p"] < p_max) & (table["entropy_topk"] < entropy_max)
+
+
+def confident_conflicts(table: pd.DataFrame, p_max: float = CONFLICT_P, entropy_max: float = CONFLICT_ENTROPY,
+                        n_boot: int = 1000, seed: int = 0) -> dict:
+    """Confident conflicts per example (mean with a 95% bootstrap CI over examples) and their share of tokens.
+
+    The share is a ratio of per-example sums, so its interval also resamples whole examples; the
+    share among hard tokens (p < p_max) says how many of the hard tokens EAFT would down-weight.
+    """
+    mask = conflict_mask(table, p_max, entropy_max)
+    keys = table["example_id"]
+    per_ex = pd.DataFrame({"n": mask.groupby(keys, sort=False).sum().astype(float),
+                           "tokens": keys.groupby(keys, sort=False).size().astype(float),
+                           "hard": (table["p"] < p_max).groupby(keys, sort=False).sum().astype(float)})
+    units = per_ex[["n", "tokens", "hard"]].to_numpy()
+
+    def share(col):
+        return lambda u: u[:, 0].sum() / u[:, col].sum() if u[:, col].sum() > 0 else float("nan")
+
+    n_hard = float(units[:, 2].sum())
+    return {"p_below": float(p_max), "topk_entropy_below": float(entropy_max),
+            "n_examples": int(len(per_ex)), "total": int(units[:, 0].sum()),
+            "per_example": float(units[:, 0].mean()),
+            "per_example_ci": list(bootstrap_ci(units[:, 0], n_boot=n_boot, seed=seed)),
+            "frac_tokens": float(units[:, 0].sum() / units[:, 1].sum()),
+            "frac_tokens_ci": list(bootstrap_ci(units, statistic=share(1), n_boot=n_boot, seed=seed)),
+            "frac_of_hard": float(units[:, 0].sum() / n_hard) if n_hard else float("nan")}
+
+
+def per_example_conflicts(table: pd.DataFrame, p_max: float = CONFLICT_P,
+                          entropy_max: float = CONFLICT_ENTROPY) -> pd.Series:
+    """Confident conflicts per example id (example order kept)."""
+    return conflict_mask(table, p_max, entropy_max).groupby(table["example_id"], sort=False).sum().astype(int)
 
 
 def hardest_tokens(table: pd.DataFrame, encoded=None, tokenizer=None, k: int = 20, context: int = 12) -> pd.DataFrame:

@@ -63,20 +63,37 @@ def _legend_labels(edges, fmt) -> list[str]:
     return labels
 
 
+UTF8_MAX_BYTES = 4  # a character split over byte tokens spans at most 4 of them
+REPLACEMENT = "\ufffd"  # what tokenizers decode an incomplete UTF-8 sequence to
+
+
 def surface_texts(tokenizer, ids: list[int]) -> list[str]:
     """The text each token adds to the decoded sequence, with its leading space.
 
     Decoding a token alone drops the space SentencePiece tokenizers attach to word starts, so each
-    token's text is decode(window + token) minus decode(window) over ``DECODE_WINDOW`` tokens of left
-    context; where that is not a prefix (a multi-byte character split across tokens) the token's own
-    decoding is used.
+    token's text is decode(window + group) minus decode(window) over ``DECODE_WINDOW`` tokens of left
+    context. Byte-level tokenizers split a multi-byte character (e.g. "°" = bytes C2 B0) over several
+    tokens, each of which decodes alone to "\ufffd": while the decoded text ends in an incomplete
+    character, the next tokens join the group (up to 4); the first token of the group then carries
+    the whole character and the others an empty string. Where the window's text is not a prefix,
+    the group's own decoding is used.
     """
-    out = []
-    for k, tok in enumerate(ids):
-        ctx = ids[max(0, k - DECODE_WINDOW):k]
+    out: list[str] = []
+    group: list[int] = []  # indices of the tokens whose bytes have not completed a character yet
+    for k in range(len(ids)):
+        g0 = group[0] if group else k
+        ctx = ids[max(0, g0 - DECODE_WINDOW):g0]
         before = tokenizer.decode(ctx) if ctx else ""
-        after = tokenizer.decode(ctx + [tok])
-        out.append(after[len(before):] if after.startswith(before) else tokenizer.decode([tok]))
+        after = tokenizer.decode(ctx + ids[g0:k + 1])
+        piece = after[len(before):] if after.startswith(before) else tokenizer.decode(ids[g0:k + 1])
+        group.append(k)
+        if piece.endswith(REPLACEMENT) and k + 1 < len(ids) and len(group) < UTF8_MAX_BYTES:
+            continue  # an incomplete character: let the next token complete it
+        if len(group) > 1 and REPLACEMENT in piece:  # not one character after all: each token's own decoding
+            out.extend(tokenizer.decode([ids[i]]) for i in group)
+        else:
+            out.extend([piece] + [""] * (len(group) - 1))
+        group = []
     return out
 
 
@@ -133,6 +150,13 @@ def _header_rows(summary: dict) -> list[tuple[str, str]]:
         rows.append(("median p", f"{summary['median_p']:.4f}"))
         lo, hi = summary.get("frac_p_gt_0.2_ci", (math.nan, math.nan))
         rows.append(("frac p > 0.2 (95% CI)", f"{summary['frac_p_gt_0.2']:.4f} [{lo:.4f}, {hi:.4f}]"))
+    if "confident_conflicts" in summary:
+        cc, ent = summary["confident_conflicts"], summary["entropy"]
+        q = ent["full_nats"]["quantiles"]
+        rows.append(("entropy, nats (quantiles 0.1 / 0.5 / 0.9)", f"{q['0.1']:.3f} / {q['0.5']:.3f} / {q['0.9']:.3f}"))
+        rows.append((f"confident conflicts per example (p < {cc['p_below']:g}, top-K entropy / ln K < "
+                     f"{cc['topk_entropy_below']:g}; 95% CI)",
+                     f"{cc['per_example']:.3f} [{cc['per_example_ci'][0]:.3f}, {cc['per_example_ci'][1]:.3f}]"))
     rows.append(("truncated examples", str(summary.get("truncated_examples", 0))))
     if summary.get("dropped_examples"):
         rows.append(("dropped examples (response cut away)", str(summary["dropped_examples"])))
@@ -161,10 +185,12 @@ def iframe(page: str, height: int = 600) -> str:
 
 def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: dict,
                       thresholds=(0.05, 0.1, 0.2, 0.5), title: str = "Token difficulty",
-                      page_size: int = PAGE_SIZE) -> str:
+                      page_size: int = PAGE_SIZE, conflict: tuple[float, float] = (0.2, 0.5)) -> str:
     """The HTML page (a string). ``table``: a scan with ``rank``/``top_ids``/``top_p`` (``top_k`` > 0),
     or a ``paired_table`` (then tokens are coloured by Δ log p). ``encoded``: the examples that were
-    scanned (for the prompt text). ``summary``: the CLI summary dict (see ``_header_rows``)."""
+    scanned (for the prompt text). ``summary``: the CLI summary dict (see ``_header_rows``). With
+    the scan's ``entropy``/``entropy_topk`` columns the hover also shows both entropies and whether
+    the token is a confident conflict (``conflict`` = (p below, top-K entropy / ln K below))."""
     compare = "dlogp" in table.columns
     need = {"example_id", "position", "token_id", "p"}
     missing = need - set(table.columns)
@@ -188,6 +214,12 @@ def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: di
         for j, th in enumerate(thresholds):
             base_mask |= (table["p_base"].to_numpy(np.float64) < th).astype(np.int64) << j
     groups = table.groupby("example_id", sort=False).indices  # example id -> row numbers
+    ent = None
+    if {"entropy", "entropy_topk"} <= set(table.columns):
+        from talr_theory.tokens.stats import conflict_mask
+
+        ent = (table["entropy"].to_numpy(np.float64), table["entropy_topk"].to_numpy(np.float64))
+        conflicts = conflict_mask(table, *conflict).to_numpy()
     positions = table["position"].to_numpy()
     rank = table["rank"].to_numpy() if "rank" in table.columns else None
     tops = (table["top_ids"].tolist(), table["top_p"].tolist()) if has_top else None
@@ -225,12 +257,15 @@ def render_token_view(table: pd.DataFrame, encoded: list, tokenizer, summary: di
                     if tops is not None else [],
                     int(hard_mask[i])]
             attrs = f'data-p="{_fmt_p(p[i])}"'
+            if ent is not None:
+                attrs += f' data-h="{ent[0][i]:.4g}" data-hk="{ent[1][i]:.4g}" data-cc="{int(conflicts[i])}"'
             if compare:
                 info.append([round(float(p_base[i]), 6), int(rank_base[i]) if rank_base is not None else None,
                              int(base_mask[i])])
                 attrs += f' data-p0="{_fmt_p(p_base[i])}" data-d="{dlogp[i]:.6g}"'
             tok_info.append(info)
-            parts.append(f'<span class="t c{int(bins[i])}" {attrs} data-k="{k}">{html.escape(text)}</span>')
+            cont = " cont" if not text else ""  # a byte token whose character the previous token shows
+            parts.append(f'<span class="t c{int(bins[i])}{cont}" {attrs} data-k="{k}">{html.escape(text)}</span>')
         if muted:
             parts.append(f'<span class="prompt">{html.escape("".join(muted))}</span>')
         c = counts.loc[ex.example_id]
@@ -286,6 +321,7 @@ section.ex h3 small{font-weight:400;color:#666}
 .prompt{color:#999}
 .t{border-radius:2px;cursor:default}
 .t:hover{outline:1px solid #000}
+.t.cont{display:inline-block;min-width:3px;height:1em;vertical-align:text-bottom}
 .hardonly .t.easy{background:transparent!important;color:#bbb!important}
 #tip{position:fixed;display:none;background:#fffff4;border:1px solid #888;padding:6px 8px;font-size:12px;
   font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre;z-index:5;pointer-events:none;box-shadow:2px 2px 6px #0003}
@@ -341,6 +377,11 @@ document.addEventListener('mouseover', e => {
     lines.push('Δ log p ' + parseFloat(el.dataset.d).toFixed(4) + ' nats');
   } else {
     lines.push('p ' + fmt(p) + (info[0] ? '  rank ' + info[0] + ' in the vocabulary' : ''));
+  }
+  if (el.dataset.h !== undefined) {
+    lines.push('entropy ' + parseFloat(el.dataset.h).toFixed(3) + ' nats (full vocabulary); top-K entropy / ln K '
+      + parseFloat(el.dataset.hk).toFixed(3));
+    lines.push('confident conflict (low p, low entropy): ' + (el.dataset.cc === '1' ? 'yes' : 'no'));
   }
   if (info[1].length) {
     lines.push((D.compare ? 'tuned model top ' : 'top ') + info[1].length + ':');

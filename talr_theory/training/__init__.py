@@ -1,7 +1,8 @@
 """The training core: one loop, every method an option.
 
 - ``config``      ``TrainConfig`` (no torch import; the CLI builds its flags from it).
-- ``objectives``  per-token losses: ``ce_loss``, ``talr_loss``, ``dft_loss``, ``flow_loss``, ``talr_weights``.
+- ``objectives``  per-token losses: ``ce_loss``, ``talr_loss``, ``dft_loss``, ``flow_loss``, ``eaft_loss``,
+                  ``asft_loss``, ``truncate_hard_loss`` (docs/objectives.md).
 - ``params``      L2-to-init, LoRA (peft), WiSE-FT interpolation.
 - ``core``        ``train(model, examples, config, evaluator, on_checkpoint) -> TrainResult``.
 - ``evaluation``  ``CheckpointEvaluator``: Δ*, ΔL(P1) on real text and KL(q0||qθ) on base samples, accuracy.

@@ -10,17 +10,24 @@ from dataclasses import dataclass, field
 
 from talr_theory.theory.steps import TALR_W_MIN, TAU_RULES  # noqa: F401  (defined once, re-exported)
 
-METHODS = ("sft", "talr", "dft", "flow", "l2", "lora", "wise-ft")
+METHODS = ("sft", "talr", "dft", "flow", "l2", "lora", "wise-ft", "eaft", "asft", "truncate-hard")
 # Which token objective each method trains with; the rest of the method is a parameterization.
 METHOD_OBJECTIVE = {"sft": "ce", "talr": "talr", "dft": "dft", "flow": "flow", "l2": "ce", "lora": "ce",
-                    "wise-ft": "ce"}
+                    "wise-ft": "ce", "eaft": "eaft", "asft": "asft", "truncate-hard": "truncate-hard"}
+
+# Reference defaults (docs/objectives.md): EAFT's top-K and exponent as in LLaMA-Factory/Axolotl,
+# ASFT's KL coefficient as LLaMA-Factory's ``asft_alpha``, and the paper's Fig. 3 threshold p < 0.2.
+EAFT_TOP_K = 20
+EAFT_ALPHA = 1.0
+ASFT_BETA = 0.1
+TRUNCATE_THETA = 0.2
 
 
 @dataclass
 class TrainConfig:
     """One training run. Every field is also a ``talr-theory sweep`` flag."""
 
-    method: str = field(default="sft", metadata={"help": "sft | talr | dft | flow | l2 | lora | wise-ft"})
+    method: str = field(default="sft", metadata={"help": " | ".join(METHODS)})
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
     optimizer: str = field(default="adamw", metadata={"help": "sgd | adamw", "choices": ("sgd", "adamw")})
     steps: int = field(default=100, metadata={"help": "optimizer steps"})
@@ -39,6 +46,11 @@ class TrainConfig:
                                                          "losses), 'median-seq' (of per-sequence mean "
                                                          "losses) or a positive number"})
     w_min: float = field(default=TALR_W_MIN, metadata={"help": "TALR weight floor, in [0, 1]"})
+    eaft_k: int = field(default=EAFT_TOP_K, metadata={"help": "EAFT: entropy over the top-K logits (K >= 2)"})
+    eaft_alpha: float = field(default=EAFT_ALPHA, metadata={"help": "EAFT: weight = (top-K entropy / ln K)^alpha"})
+    asft_beta: float = field(default=ASFT_BETA, metadata={"help": "ASFT: coefficient of KL(base || model)"})
+    truncate_theta: float = field(default=TRUNCATE_THETA, metadata={"help": "truncate-hard: train only on "
+                                                                               "tokens with p >= theta"})
     flow_tau: float = field(default=0.0, metadata={"help": "FLOW temperature (0: median base loss)"})
     l2_coeff: float = field(default=0.01, metadata={"help": "L2-to-init coefficient c in (c/2)||θ-θ0||²"})
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank"})
@@ -82,6 +94,14 @@ class TrainConfig:
                 bad("tau", self.tau, "a positive number (τ ≤ 0 makes the weights undefined)")
         if not (0.0 <= self.w_min <= 1.0):
             bad("w_min", self.w_min, "a number in [0, 1]")
+        if int(self.eaft_k) < 2:
+            bad("eaft_k", self.eaft_k, "an integer >= 2 (the entropy of one logit is 0)")
+        if not (math.isfinite(self.eaft_alpha) and self.eaft_alpha >= 0):
+            bad("eaft_alpha", self.eaft_alpha, "a finite number >= 0")
+        if not (math.isfinite(self.asft_beta) and self.asft_beta >= 0):
+            bad("asft_beta", self.asft_beta, "a finite number >= 0")
+        if not (0.0 < self.truncate_theta < 1.0):
+            bad("truncate_theta", self.truncate_theta, "a probability in (0, 1)")
         if self.flow_tau < 0:
             bad("flow_tau", self.flow_tau, "0 (median base loss) or a positive number")
         if self.l2_coeff < 0:
@@ -98,6 +118,13 @@ class TrainConfig:
     @property
     def objective(self) -> str:
         return METHOD_OBJECTIVE[self.method]
+
+    def loss_options(self) -> dict:
+        """The keyword options of this run's token objective (``objectives.OBJECTIVES[self.objective]``)."""
+        return {"talr": {"tau": self.tau_value(), "w_min": self.w_min},
+                "eaft": {"k": int(self.eaft_k), "alpha": float(self.eaft_alpha)},
+                "asft": {"beta": float(self.asft_beta)},
+                "truncate-hard": {"theta": float(self.truncate_theta)}}.get(self.objective, {})
 
     def tau_value(self) -> str | float:
         tau = str(self.tau)

@@ -1,4 +1,5 @@
-"""The one training core: every method (SFT, TALR, DFT, FLOW, L2-to-init, LoRA, WiSE-FT) is an option.
+"""The one training core: every method (SFT, TALR, DFT, FLOW, EAFT, ASFT, truncate-hard, L2-to-init, LoRA,
+WiSE-FT) is an option.
 
 ``train(model, examples, config, evaluator, on_checkpoint)`` runs ``config.steps`` optimizer steps on
 any Hugging Face causal LM and a list of ``EncodedExample`` (labels -100 on the prompt). Reading
@@ -14,7 +15,9 @@ size because DDP averages gradients over processes.
 
 TALR's median τ is computed per micro-batch (per process under DDP): with accumulation or several
 processes it is the median of a smaller batch than the optimizer step sees. A fixed τ has no such
-caveat. The model is trained in place (pass a copy to keep the base model).
+caveat. ASFT keeps a frozen copy of the model as it was before the first step (its KL anchor) and
+runs it without gradient on every micro-batch. The model is trained in place (pass a copy to keep
+the base model).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from talr_theory.training.config import METHODS, TrainConfig, checkpoint_steps, 
 from talr_theory.training.params import (
     add_l2_to_init_grad,
     apply_lora,
+    frozen_copy,
     snapshot,
     trainable_parameters,
     wise_interpolate,
@@ -92,6 +96,14 @@ def _pad_id(model_or_loaded, pad_id: int | None) -> int:
     return 0
 
 
+def _reference_logits(ref_model: nn.Module | None, batch: dict, autocast) -> torch.Tensor | None:
+    """The frozen base model's logits on ``batch`` (ASFT's anchor), without gradient; None without a reference."""
+    if ref_model is None:
+        return None
+    with torch.no_grad(), autocast:
+        return ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
 def flow_weights_for(model, examples, pad_id: int, batch_size: int, tau: float | None = None) -> dict:
     """FLOW's static weight per example id, from the base model's mean token loss (the one place it is computed)."""
     from talr_theory.training.evaluation import per_example_nll
@@ -146,6 +158,7 @@ def train(
     if config.method == "lora":
         model = apply_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets)
     theta0 = snapshot(model) if config.method in ("l2", "wise-ft") else None
+    ref_model = frozen_copy(model) if config.objective == "asft" else None
 
     params = trainable_parameters(model)
     optimizer = make_optimizer(params, config)
@@ -155,7 +168,7 @@ def train(
         ddp = nn.parallel.DistributedDataParallel(model)
     forward_model = ddp if ddp is not None else model
     loss_fn = obj.OBJECTIVES[config.objective]
-    loss_opts = {"tau": config.tau_value(), "w_min": config.w_min} if config.objective == "talr" else {}
+    loss_opts = config.loss_options()
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16_autocast
                 else contextlib.nullcontext())
 
@@ -185,6 +198,8 @@ def train(
         if config.objective == "talr":
             taus = [r["tau"] for r in interval if math.isfinite(r.get("tau", math.nan))]
             base["tau_mean"] = sum(taus) / len(taus) if taus else math.nan
+        if config.objective == "asft":
+            base["mean_kl_to_base"] = (sum(r["sum_kl"] for r in interval) / tokens) if tokens else math.nan
         alphas = config.wise_alphas if config.method == "wise-ft" else (1.0,)
         theta1 = snapshot(model) if config.method == "wise-ft" else None
         for alpha in alphas:
@@ -225,7 +240,7 @@ def train(
         if world > 1:
             torch.distributed.all_reduce(n_global)
         optimizer.zero_grad(set_to_none=True)
-        stats = {"loss": 0.0, "n_tokens": 0, "sum_nll": 0.0, "sum_weight": 0.0}
+        stats = {"loss": 0.0, "n_tokens": 0, "sum_nll": 0.0, "sum_weight": 0.0, "sum_kl": 0.0}
         taus = []
         for m, batch in enumerate(micro):
             batch = _to_device(batch, device)
@@ -235,11 +250,13 @@ def train(
                 with autocast:
                     logits = forward_model(input_ids=batch["input_ids"],
                                            attention_mask=batch["attention_mask"]).logits
-                loss, info = loss_fn(logits, batch["labels"], n_global, example_weights=ew, **loss_opts)
+                ref = _reference_logits(ref_model, batch, autocast)
+                loss, info = loss_fn(logits, batch["labels"], n_global, example_weights=ew, ref_logits=ref,
+                                     **loss_opts)
                 (loss * world).backward()
             stats["loss"] += float(loss.detach())
-            for k in ("n_tokens", "sum_nll", "sum_weight"):
-                stats[k] += info[k]
+            for k in ("n_tokens", "sum_nll", "sum_weight", "sum_kl"):
+                stats[k] += info.get(k, 0.0)
             if "tau" in info:
                 taus.append(info["tau"])
         if not math.isfinite(stats["loss"]):

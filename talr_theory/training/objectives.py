@@ -1,4 +1,6 @@
-"""Token-level training objectives: CE, TALR, DFT and FLOW, one function per loss.
+"""Token-level training objectives: CE, TALR, DFT, FLOW, EAFT, ASFT and hard-token truncation.
+
+One function per loss; docs/objectives.md states each formula and the reference it matches.
 
 Every loss has the signature ``(logits, labels, num_items_in_batch, **opts) -> (loss, info)``:
 
@@ -11,6 +13,9 @@ Every loss has the signature ``(logits, labels, num_items_in_batch, **opts) -> (
   multiplying by the world size because DDP averages gradients) gives exactly the gradient of the
   full-batch mean. ``None`` means "this micro-batch is the whole batch" (local count).
 - ``info`` holds detached sums (not means) so callers can aggregate across micro-batches exactly.
+
+ASFT also takes ``ref_logits`` [B, T, V]: the frozen base model's logits on the same batch, computed
+without gradient by the caller (``training.core`` and the ``training.hf`` drop-ins do it).
 
 Token weights are computed from the per-token cross-entropy itself (``p_i = exp(-loss_i)``), never
 from a second softmax pass, and they are detached (the paper's stop-gradient). A micro-batch with no
@@ -25,7 +30,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from talr_theory.training.config import TALR_W_MIN, TAU_RULES
+from talr_theory.training.config import (
+    ASFT_BETA,
+    EAFT_ALPHA,
+    EAFT_TOP_K,
+    TALR_W_MIN,
+    TAU_RULES,
+    TRUNCATE_THETA,
+)
 
 IGNORE_INDEX = -100
 
@@ -38,6 +50,11 @@ def shift_for_causal_lm(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     return logits[:, :-1, :], labels[:, 1:]
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """float32 at least (bf16 logits would round the easy tokens' tiny losses to zero); float64 stays float64."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token negative log-likelihood [B, T-1] (zero where unsupervised) and the mask of supervised tokens.
 
@@ -46,7 +63,7 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     shift_logits, shift_labels = shift_for_causal_lm(logits, labels)
     mask = shift_labels.ne(IGNORE_INDEX)
     nll = F.cross_entropy(
-        shift_logits.float().reshape(-1, shift_logits.shape[-1]),
+        _upcast(shift_logits).reshape(-1, shift_logits.shape[-1]),
         shift_labels.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="none",
@@ -155,7 +172,7 @@ def dft_loss(logits, labels, num_items_in_batch=None, **_unused) -> tuple[torch.
     """
     shift_logits, shift_labels = shift_for_causal_lm(logits, labels)
     mask = shift_labels.ne(IGNORE_INDEX)
-    logp_all = torch.log_softmax(shift_logits.float(), dim=-1)
+    logp_all = torch.log_softmax(_upcast(shift_logits), dim=-1)
     logp = logp_all.gather(-1, shift_labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     nll = torch.where(mask, -logp, torch.zeros_like(logp))
     weights = torch.exp(-nll.detach())
@@ -192,4 +209,94 @@ def flow_loss(logits, labels, num_items_in_batch=None, example_weights: torch.Te
     return _weighted_loss(nll, mask, weights, logits, num_items_in_batch), _info(nll, mask, weights)
 
 
-OBJECTIVES = {"ce": ce_loss, "talr": talr_loss, "dft": dft_loss, "flow": flow_loss}
+def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of the full-vocabulary predictive distribution of each position: ``-Σ_v q_v log q_v``."""
+    logq = torch.log_softmax(_upcast(logits), dim=-1)
+    return -(logq.exp() * logq).sum(dim=-1)
+
+
+def topk_entropy(logits: torch.Tensor, k: int = EAFT_TOP_K) -> torch.Tensor:
+    """Entropy (nats) of the softmax renormalized over the K largest logits of each position (EAFT's estimate).
+
+    K is capped at the vocabulary size, so on a vocabulary of K tokens it is the full entropy.
+    """
+    top = torch.topk(_upcast(logits), min(int(k), logits.shape[-1]), dim=-1).values
+    return predictive_entropy(top)
+
+
+def normalized_topk_entropy(logits: torch.Tensor, k: int = EAFT_TOP_K) -> torch.Tensor:
+    """Top-K entropy divided by its maximum ``ln K`` (K capped at the vocabulary), clamped to [0, 1] against rounding."""
+    kk = min(int(k), logits.shape[-1])
+    if kk < 2:
+        raise ValueError(f"EAFT needs K >= 2 logits (got K={k}, vocabulary {logits.shape[-1]})")
+    return (topk_entropy(logits, kk) / math.log(kk)).clamp(0.0, 1.0)
+
+
+def eaft_weights(shift_logits: torch.Tensor, k: int = EAFT_TOP_K, alpha: float = EAFT_ALPHA) -> torch.Tensor:
+    """EAFT token weights ``(H_K / ln K)^α`` from the (shifted) logits, detached (stop-gradient)."""
+    with torch.no_grad():
+        return normalized_topk_entropy(shift_logits.detach(), k).pow(float(alpha))
+
+
+def eaft_loss(logits, labels, num_items_in_batch=None, k: int = EAFT_TOP_K, alpha: float = EAFT_ALPHA,
+              **_unused) -> tuple[torch.Tensor, dict]:
+    """Entropy-Adaptive Fine-Tuning: ``(1/N) Σ_i sg((H_K,i / ln K)^α) · (-log p_i)``.
+
+    Confident predictions (low top-K entropy) get small weights whether or not they are right, so a
+    "confident conflict" (low p, low entropy) is down-weighted; uncertain positions keep weight ≈ 1.
+    """
+    nll, mask = token_nll(logits, labels)
+    shift_logits, _ = shift_for_causal_lm(logits, labels)
+    weights = eaft_weights(shift_logits, k, alpha).to(nll.dtype)
+    return _weighted_loss(nll, mask, weights, logits, num_items_in_batch), _info(nll, mask, weights)
+
+
+def kl_to_reference(shift_logits: torch.Tensor, shift_ref_logits: torch.Tensor) -> torch.Tensor:
+    """Per-position ``KL(q_ref || q_model) = Σ_v q_ref,v (log q_ref,v − log q_model,v)`` over the full vocabulary.
+
+    The reference distribution is a constant (detached); the gradient flows through the model's log-probs.
+    """
+    if shift_ref_logits.shape != shift_logits.shape:
+        raise ValueError(f"ref_logits {tuple(shift_ref_logits.shape)} do not match logits {tuple(shift_logits.shape)}")
+    logp = torch.log_softmax(_upcast(shift_logits), dim=-1)
+    logq = torch.log_softmax(_upcast(shift_ref_logits.detach()).to(logp.dtype), dim=-1)
+    return (logq.exp() * (logq - logp)).sum(dim=-1)
+
+
+def asft_loss(logits, labels, num_items_in_batch=None, ref_logits: torch.Tensor | None = None,
+              beta: float = ASFT_BETA, **_unused) -> tuple[torch.Tensor, dict]:
+    """Anchored SFT: DFT plus β times the KL from the frozen base, ``(1/N) Σ_i [sg(p_i)(-log p_i) + β KL_i]``.
+
+    ``KL_i = KL(base || model)`` at supervised position i, over the full vocabulary (docs/objectives.md).
+    """
+    if ref_logits is None:
+        raise ValueError("asft_loss needs ref_logits: the frozen base model's logits on the same batch")
+    nll, mask = token_nll(logits, labels)
+    shift_logits, _ = shift_for_causal_lm(logits, labels)
+    shift_ref, _ = shift_for_causal_lm(ref_logits, labels)
+    weights = torch.exp(-nll.detach())
+    kl = torch.where(mask, kl_to_reference(shift_logits, shift_ref), torch.zeros_like(nll))
+    loss = _weighted_loss(nll, mask, weights, logits, num_items_in_batch)
+    if bool(mask.any()):
+        loss = loss + float(beta) * kl.sum() / _denominator(num_items_in_batch, mask)
+    n = int(mask.sum())
+    return loss, _info(nll, mask, weights, sum_kl=float(kl.detach().sum()) if n else 0.0)
+
+
+def truncate_hard_loss(logits, labels, num_items_in_batch=None, theta: float = TRUNCATE_THETA,
+                       **_unused) -> tuple[torch.Tensor, dict]:
+    """The paper's Fig. 3 truncation: ``(1/N) Σ_i 1[sg(p_i) >= θ] · (-log p_i)``, N counting every supervised token.
+
+    ``p_i`` is the probability under the model being trained, at this step. Dividing by all N (not by
+    the kept tokens) removes the hard tokens' gradient and leaves the easy tokens' exactly as in SFT.
+    """
+    nll, mask = token_nll(logits, labels)
+    weights = (torch.exp(-nll.detach()) >= float(theta)).to(nll.dtype)
+    n = int(mask.sum())
+    dropped = float((weights.detach()[mask] == 0).sum()) if n else 0.0
+    return (_weighted_loss(nll, mask, weights, logits, num_items_in_batch),
+            _info(nll, mask, weights, n_truncated=dropped))
+
+
+OBJECTIVES = {"ce": ce_loss, "talr": talr_loss, "dft": dft_loss, "flow": flow_loss, "eaft": eaft_loss,
+              "asft": asft_loss, "truncate-hard": truncate_hard_loss}

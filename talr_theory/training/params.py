@@ -7,6 +7,7 @@
   With AdamW this is a coupled L2 term (it goes through Adam's normalization), which is what an
   "L2 towards the pre-trained weights" loss means; AdamW's own decoupled weight decay pulls to 0.
 - LoRA: adapters through ``peft`` (rank, alpha, target modules); only the adapters train.
+- A frozen copy of the model (``frozen_copy``): the fixed base that ASFT's KL anchor compares with.
 - WiSE-FT: post-hoc interpolation ``θ(α) = (1-α)·θ0 + α·θ1`` of the trained weights with the
   initial ones, evaluated over a grid of α.
 """
@@ -76,6 +77,17 @@ def wise_interpolate(model: nn.Module, theta0: dict[str, torch.Tensor], theta1: 
     for name, t0 in theta0.items():
         # torch.lerp(t0, t1, α) = t0 + α (t1 - t0); exact at α = 0 and α = 1.
         params[name].copy_(t0 if alpha == 0.0 else theta1[name] if alpha == 1.0 else torch.lerp(t0, theta1[name], alpha))
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with every parameter frozen (a fixed reference, e.g. ASFT's base)."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
