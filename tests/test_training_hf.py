@@ -133,5 +133,5 @@ def test_asft_needs_its_base_logits_and_says_how(tmp_path):
     logits = tiny_model()(input_ids=batch["input_ids"]).logits
     with pytest.raises(ValueError, match="make_trainer"):
         TokenLoss("asft")({"logits": logits}, batch["labels"])
-    with pytest.raises(ValueError, match="eaft_k"):
+    with pytest.raises(ValueError, match="eaft-k"):
         TokenLoss("eaft", eaft_k=1)
