@@ -1,7 +1,17 @@
 """Dataclass configs that become CLI flags (and their help text) without a second definition.
 
-Each field may carry ``metadata={"help": "..."}``; the flag is ``--field-name``. Booleans become
-``--flag/--no-flag``; tuples/lists take comma-separated values.
+The one dataclass -> argparse machinery of every command. A field's ``metadata`` may carry:
+
+* ``help``: the flag's help text (the default is appended once, in words);
+* ``check``: a :class:`Range` of accepted values, applied at parse time and by :func:`check_fields`;
+* ``choices``: the accepted values of a text option;
+* ``min_items``: the fewest *different* values a comma-separated option accepts;
+* ``default_text``: the default in words, when the value alone would not say it (e.g. None);
+* ``flag``: ``False`` keeps the field off the command line.
+
+The flag is ``--field-name``. Booleans become ``--flag/--no-flag``; tuples/lists take comma-separated
+values. A bad value stops argparse itself (exit 2, the flag named, before any work); the same checks
+run on a config built in code (:func:`check_fields`).
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ class Range:
     def accepts(self, value: float) -> bool:
         if not math.isfinite(value):
             return False
+        if self.integer and not float(value).is_integer():
+            return False
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
@@ -63,7 +75,7 @@ PROBABILITY = Range(0.0, 1.0, lo_open=True, hi_open=True)      # thresholds θ, 
 POSITIVE = Range(lo=0.0, lo_open=True)                          # learning rates, ε, gains
 COUNT = Range(lo=0, integer=True)                               # 0 allowed (0: off / no limit)
 AT_LEAST_ONE = Range(lo=1, integer=True)                        # steps, batch sizes
-MIN_BOOT = 20                                                   # percentile CIs need some resamples
+MIN_BOOT = 100                                                  # a percentile 95% interval needs >= 100
 N_BOOT = Range(lo=MIN_BOOT, integer=True)
 
 
@@ -82,18 +94,23 @@ def _convert(text: str, item_type: Any, check: Range | None) -> Any:
     return value
 
 
-def option_type(item_type: Any = float, check: Range | None = None, sequence: bool = False):
-    """An argparse ``type=`` that converts (a comma-separated list when ``sequence``) and checks ``check``."""
+def option_type(item_type: Any = float, check: Range | None = None, sequence: bool = False, min_items: int = 1):
+    """An argparse ``type=`` that converts (a comma-separated list when ``sequence``, of at least
+    ``min_items`` different values) and checks ``check``."""
     if sequence:
         def parse(text: str):
             items = [x for x in text.split(",") if x.strip()]
             if not items:
                 raise argparse.ArgumentTypeError(f"expected a comma-separated list, got '{text}'")
-            return tuple(_convert(x, item_type, check) for x in items)
+            values = tuple(_convert(x, item_type, check) for x in items)
+            if len(set(values)) < min_items:
+                raise argparse.ArgumentTypeError(f"expected at least {min_items} different comma-separated "
+                                                 f"values, got '{text}'")
+            return values
     else:
         def parse(text: str):
             return _convert(text, item_type, check)
-    parse.__name__ = "value"
+    parse.__name__ = "value"  # argparse names the type in some messages
     return parse
 
 
@@ -124,47 +141,79 @@ def _help(field: dataclasses.Field, default: Any) -> str:
     return f"{text} (default: {format_default(field, default)})".replace("%", "%%")
 
 
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else None
+
+
+def _choices(field: dataclasses.Field, tp: Any) -> tuple | None:
+    """A field's accepted values: ``metadata["choices"]`` or the arguments of a ``Literal`` type."""
+    if "choices" in field.metadata:
+        return tuple(field.metadata["choices"])
+    return typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else None
+
+
+def _flag_kwargs(field: dataclasses.Field, tp: Any, default: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for one field (its type, checks and choices), help and default aside."""
+    check, choices = field.metadata.get("check"), _choices(field, tp)
+    if tp is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(tp) in (tuple, list):
+        item = typing.get_args(tp)[0] if typing.get_args(tp) else str
+        kind = option_type(item, check, sequence=True, min_items=field.metadata.get("min_items", 1))
+        return {"type": kind, "metavar": "A,B,..."}
+    if choices is not None:
+        return {"type": type(choices[0]), "choices": choices}
+    return {"type": option_type(tp, check) if tp in (int, float) else tp}
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per dataclass field of ``cls`` to ``parser``; its help shows the default once."""
+    """Add one ``--flag`` per dataclass field of ``cls`` to ``parser``; its help shows the default once.
+
+    Fields named in ``skip``, or with ``metadata={"flag": False}``, get no flag.
+    """
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        if field.name in skip or not field.init:
+        if field.name in skip or not field.init or field.metadata.get("flag", True) is False:
             continue
         tp, _ = _base_type(hints[field.name])
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default if field.default is not dataclasses.MISSING else (
-            field.default_factory() if field.default_factory is not dataclasses.MISSING else None
-        )
-        help_text, check = _help(field, default), field.metadata.get("check")
-        choices = field.metadata.get("choices")
-        if tp is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_text)
-            continue
-        origin = typing.get_origin(tp)
-        if origin in (tuple, list):
-            item = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            parser.add_argument(flag, dest=field.name, type=option_type(item, check, sequence=True),
-                                default=default, metavar="A,B,...", help=help_text)
-            continue
-        if typing.get_origin(tp) is typing.Literal:
-            choices = typing.get_args(tp)
-            tp = type(choices[0])
-        kind = option_type(tp, check) if tp in (int, float) else tp
-        parser.add_argument(flag, dest=field.name, type=kind, default=default, choices=choices, help=help_text)
+        default = _field_default(field)
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=default,
+                            help=_help(field, default), **_flag_kwargs(field, tp, default))
+
+
+def _field_problem(field: dataclasses.Field, tp: Any, value: Any) -> str | None:
+    """What is wrong with one field's value, in words (None: nothing)."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    choices, check = _choices(field, tp), field.metadata.get("check")
+    if choices is not None and any(item not in choices for item in items):
+        return f"expected one of {', '.join(map(str, choices))}"
+    min_items = field.metadata.get("min_items", 1)
+    if isinstance(value, (tuple, list)) and len(set(items)) < min_items:
+        return f"expected at least {min_items} different values"
+    if check is None:
+        return None
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not check.accepts(float(item)):
+            return f"expected {'integers' if check.integer else 'values'} {check.describe()}"
+    return None
 
 
 def check_fields(config: Any, source: str = "option") -> Any:
-    """Apply every field's ``check`` to a built config (values from a file skip argparse); return it."""
+    """Apply every field's checks (range, choices, fewest items) to a built config; return it.
+
+    Values from code or a file skip argparse; this gives them the same checks, with a ValueError
+    naming the flag of the first bad field.
+    """
+    hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
-        check = field.metadata.get("check")
         value = getattr(config, field.name)
-        if check is None or value is None:
+        if value is None:
             continue
-        for item in (value if isinstance(value, (tuple, list)) else (value,)):
-            if isinstance(item, bool) or not isinstance(item, (int, float)) or not check.accepts(float(item)):
-                raise ValueError(f"{source} --{field.name.replace('_', '-')}: expected values "
-                                 f"{check.describe()}, got {human_value(value)}")
+        problem = _field_problem(field, _base_type(hints[field.name])[0], value)
+        if problem:
+            raise ValueError(f"{source} --{field.name.replace('_', '-')}: {problem}, got {human_value(value)}")
     return config
 
 

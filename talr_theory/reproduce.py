@@ -18,6 +18,7 @@ from pathlib import Path
 
 from talr_theory import __version__, report, tiers
 from talr_theory.configs import json_safe
+from talr_theory.outputs import atomic_write_text
 from talr_theory.tiers.protocol import StageStore, TierResult
 
 
@@ -49,6 +50,26 @@ def save_figure(fig, name: str, folder: Path) -> Path:
     return save(fig, name, folder)
 
 
+def models_sentence(results: list[TierResult]) -> str:
+    """Which model each stage loaded, in words (stages without a model are named as such)."""
+    by_model: dict[str, list[str]] = {}
+    for r in results:
+        if r.config.get("model"):
+            by_model.setdefault(report.model_name(r.config["model"]), []).append(r.tier)
+    without = [r.tier for r in results if not r.config.get("model")]
+    parts = [f"{name} in the {_names(stages)} stage{'s' if len(stages) > 1 else ''}"
+             for name, stages in by_model.items()]
+    text = f"Models: {'; '.join(parts)}." if parts else "No stage loads a model."
+    if parts and without:
+        text += (f" The {_names(without)} stage{'s' if len(without) > 1 else ''} load{'' if len(without) > 1 else 's'}"
+                 " no model (closed-form models or small models trained from scratch).")
+    return text
+
+
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def reproduce(cfg: ReproduceConfig) -> dict:
     """Run every stage (resuming matching stored ones), draw the figures, write the report."""
     out = Path(cfg.out)
@@ -68,11 +89,10 @@ def reproduce(cfg: ReproduceConfig) -> dict:
             written.append(f"({name} figures failed: {type(err).__name__}: {err})")
     total = time.perf_counter() - t_start
     scale = "quick" if cfg.quick else "default"
-    models = "; ".join(f"{r.tier} {report.model_name(r.config['model'])}" for r in results if r.config.get("model"))
     preamble = [
-        f"Seed {cfg.seed}, {scale} scale, talr_theory {__version__}. Models: {models or 'none'}. This invocation "
-        f"took {total:.0f} s; stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in store.timings.items())
-        + f". Stages reused from an earlier run with the identical config: {', '.join(store.resumed) or 'none'}.",
+        f"Seed {cfg.seed}, {scale} scale, talr_theory {__version__}. {models_sentence(results)} This invocation "
+        f"took {total:.0f} s; stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in store.timings.items())
+        + f". Stages reused from an earlier run with the identical settings: {', '.join(store.resumed) or 'none'}.",
         "Every number below was computed by this run's code; the paper's numbers appear only in the claims "
         "table's last column and the labelled reference table.",
     ]
@@ -83,13 +103,14 @@ def reproduce(cfg: ReproduceConfig) -> dict:
                         "evidence for or against the paper.")
     text = report.render(results, f"talr-theory reproduce — {scale} scale", preamble,
                          [w for w in written if not w.startswith("(")], pipeline=pipeline)
-    (out / "report.md").write_text(text)
     summary = {"config": dataclasses.asdict(cfg), "version": __version__, "total_s": total,
                "timings_s": store.timings, "resumed_stages": store.resumed, "discarded_stages": store.discarded,
                "pipeline_check_stages": pipeline,
                "verdicts": [v.to_dict() for r in results for v in r.verdicts],
                "stages": {r.tier: r.to_json() for r in results}, "figures": written}
-    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, default=str))
+    # atomic: a kill mid-write leaves the previous report and summary intact
+    atomic_write_text(out / "report.md", text)
+    atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2, default=str) + "\n")
     if cfg.update_figures:
         from talr_theory.paths import figures_dir
 

@@ -1,14 +1,15 @@
 """``AdviseConfig``: every setting of the real-model advisor, and the source of ``talr-theory advise``'s flags.
 
-Each field's metadata is its flag's help and its check (``advisor.options``): a bad value stops
-the command at parse time, before any data or model is loaded, with exit 2 naming the flag.
+Each field's metadata is its flag's help and its check (``talr_theory.configs``): a bad value stops
+the command at parse time, before any data or model is loaded, with exit 2 naming the flag; a
+config built in code gets the same checks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from talr_theory.advisor.options import AT_LEAST_ONE, COUNT, POSITIVE, Range, check_config
+from talr_theory.configs import AT_LEAST_ONE, COUNT, POSITIVE, Range, check_fields
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -45,9 +46,10 @@ class AdviseConfig:
                                           check=AT_LEAST_ONE))
     n_samples: int = field(default=8, **_opt("base-model samples on which ΔL(P1) is measured", check=AT_LEAST_ONE))
     sample_len: int = field(default=32, **_opt("tokens per base-model sample", check=AT_LEAST_ONE))
+    # 0 means "no limit" here as in `sweep` and `tokens`; it is stored as None (the model's context).
     max_length: int | None = field(default=None, **_opt(
-        "token limit per example; an example whose prompt fills it is an error, never silently dropped",
-        check=AT_LEAST_ONE, default_text="the model's context length"))
+        "token limit per example, 0 for none (the model's context length); an example whose prompt fills it "
+        "is an error, never silently dropped", check=COUNT, default_text="0, the model's context length"))
     max_extra_pilots: int = field(default=3, **_opt(
         "extra pilots beyond the pilot range when ε is not bracketed (each ×extra-factor to ×10 further, "
         "towards the power-law fit's answer)", check=COUNT))
@@ -61,7 +63,9 @@ class AdviseConfig:
 
     def __post_init__(self) -> None:
         self.pilot_lrs = tuple(float(x) for x in self.pilot_lrs)
-        check_config(self)
+        check_fields(self)
+        if self.max_length == 0:
+            self.max_length = None
 
     @property
     def model_spec(self) -> str:

@@ -7,8 +7,8 @@ The advice flags are the fields of ``advisor.config.AdviseConfig`` (help and che
 from __future__ import annotations
 
 from talr_theory.advisor.config import AdviseConfig
-from talr_theory.advisor.options import add_config_flags, config_from_args
 from talr_theory.commands._common import add_json_flag, human_stream, write_json
+from talr_theory.configs import add_dataclass_args, dataclass_from_args
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
                     "requested domain gain and recommend the largest LR certified to keep ΔL(P1) ≤ ε: the chord "
                     "between the pilot LRs that bracket ε, never outside the measured range. ΔL(P1) = "
                     "KL(base || tuned) on base-model samples, nats per sample.")
-    add_config_flags(p, AdviseConfig)
+    add_dataclass_args(p, AdviseConfig)
     p.add_argument("--validate", action="store_true",
                    help="instead of advising, validate the advisor on held-out runs and print a JSON summary: "
                         "n_cases, n_certified, frac_within_epsilon, median ratio to the true largest safe LR (default: off)")
@@ -31,7 +31,12 @@ def register(subparsers) -> None:
                         "check) (default: off)")
     p.add_argument("--out", default=None,
                    help="with --validate: folder where every run is stored, so a killed validation resumes when "
-                        "rerun with the same --out (default: runs/advise-validate-ON, with -quick for --quick)")
+                        "rerun with the same --out; the folder holds one validation (its experiment.json records "
+                        "--on, --quick, --seed and, with --on llm, --model) (default: runs/advise-validate-ON, "
+                        "with -quick for --quick)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --validate: discard what --out holds when it was computed with other options "
+                        "(without it such a folder is refused)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -55,16 +60,31 @@ def _validate_llm(args, cfg: AdviseConfig) -> tuple[dict, list[str], float]:
     return {**result.info["advisor_validation"], **extra}, result.info["notes"], time.perf_counter() - t0
 
 
-def _validate(args, cfg: AdviseConfig) -> int:
-    if args.on == "llm":
-        summary, notes, elapsed = _validate_llm(args, cfg)
-    else:
-        from talr_theory.tiers import advisor as stage
+def experiment_config(args, cfg: AdviseConfig) -> dict:
+    """What decides a validation's results: the record of its --out folder (flag names as keys)."""
+    record = {"on": args.on, "quick": bool(args.quick), "seed": cfg.seed}
+    if args.on == "llm":  # the synthetic lab has no model
+        record["model"] = cfg.model
+    return record
 
-        stage_cfg = stage.Config.quick(seed=cfg.seed) if args.quick else stage.Config(seed=cfg.seed)
-        result = stage.run(stage_cfg, out=_validate_out(args), progress=not args.json)
-        summary = {**result.info["validation"], "on": "synthetic"}
-        notes, elapsed = result.info["notes"], result.info["elapsed_s"]
+
+def _validate_synthetic(args, cfg: AdviseConfig) -> tuple[dict, list[str], float]:
+    from talr_theory.tiers import advisor as stage
+
+    stage_cfg = stage.Config.quick(seed=cfg.seed) if args.quick else stage.Config(seed=cfg.seed)
+    result = stage.run(stage_cfg, out=_validate_out(args), progress=not args.json)
+    summary = {**result.info["validation"], "on": "synthetic"}
+    return summary, result.info["notes"], result.info["elapsed_s"]
+
+
+def _validate(args, cfg: AdviseConfig) -> int:
+    from talr_theory.outputs import claim_folder
+
+    # locked and checked before any case runs, so a conflict costs no work
+    with claim_folder(_validate_out(args), "advise", experiment_config(args, cfg), overwrite=args.overwrite,
+                      results=("results",)):
+        validate = _validate_llm if args.on == "llm" else _validate_synthetic
+        summary, notes, elapsed = validate(args, cfg)
     summary = {**summary, "scale": "quick" if args.quick else "default", "elapsed_s": elapsed,
                "out": _validate_out(args), "notes": notes}
     out = human_stream(args.json)
@@ -77,7 +97,12 @@ def _validate(args, cfg: AdviseConfig) -> int:
 def run(args) -> int:
     import sys
 
-    cfg = config_from_args(AdviseConfig, args)
+    cfg = dataclass_from_args(AdviseConfig, args)
+    if not args.validate:
+        given = [flag for flag, on in (("--out", args.out), ("--overwrite", args.overwrite), ("--quick", args.quick))
+                 if on]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply only with --validate (advice itself stores nothing)")
     if args.validate:
         return _validate(args, cfg)
     if cfg.epsilon is None:
