@@ -54,7 +54,7 @@ def test_token_view_colours_hover_filters(browser, tmp_path, capsys):
     n_examples = PAGE_SIZE + 4  # more than one page
     rc = main(["tokens", "--model", "tiny-random", "--data", f"medcalc-synth:{n_examples}", "--format", "label",
                "--thresholds", "0.003,0.004", "--html", str(html_path), "--out", str(out), "--json", "-",
-               "--n-boot", "50"])
+               "--n-boot", "100"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     table = pd.read_parquet(out / "tokens.parquet")
@@ -128,7 +128,7 @@ def test_token_view_colours_hover_filters(browser, tmp_path, capsys):
 def test_compare_view_colours_by_delta(browser, tmp_path, capsys):
     html_path = tmp_path / "delta.html"
     rc = main(["tokens", "--model", "tiny-random:1", "--compare-model", "tiny-random:2", "--data",
-               "medcalc-synth:3", "--format", "label", "--html", str(html_path), "--json", "-", "--n-boot", "20"])
+               "medcalc-synth:3", "--format", "label", "--html", str(html_path), "--json", "-", "--n-boot", "100"])
     assert rc == 0
     json.loads(capsys.readouterr().out)
     page, errors = _page(browser, html_path)

@@ -104,7 +104,7 @@ def test_bf16_autocast_is_close(tiny, encoded):
 def test_cli_tiny_random_json_and_tables(tmp_path, capsys):
     out = tmp_path / "scan"
     rc = main(["tokens", "--model", "tiny-random", "--data", "medcalc-synth:4", "--format", "label",
-               "--out", str(out), "--json", "-", "--n-boot", "50", "--thresholds", "0.001,0.2"])
+               "--out", str(out), "--json", "-", "--n-boot", "100", "--thresholds", "0.001,0.2"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     for key in ("n_examples", "n_target_tokens", "s", "median_p", "frac_p_gt_0.2", "truncated_examples"):
@@ -142,7 +142,7 @@ def test_cli_gguf_jsonl_matches_plain_transformers(tmp_path, capsys, monkeypatch
     data = tmp_path / "stories.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in rows))
     rc = main(["tokens", "--model", str(gguf), "--data", str(data), "--template", "none", "--json", "-",
-               "--n-boot", "20"])
+               "--n-boot", "100"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
 

@@ -137,7 +137,7 @@ def _check_page_against_scan(page: str, table: pd.DataFrame, n_target_tokens: in
 def test_cli_html_data_p_equals_scanner(tmp_path, capsys):
     html_path, out = tmp_path / "view.html", tmp_path / "scan"
     summary = _cli(["tokens", "--model", "tiny-random", "--data", "medcalc-synth:5", "--format", "label",
-                    "--html", str(html_path), "--out", str(out), "--json", "-", "--n-boot", "50"], capsys)
+                    "--html", str(html_path), "--out", str(out), "--json", "-", "--n-boot", "100"], capsys)
     page = html_path.read_text(encoding="utf-8")
     table = pd.read_parquet(out / "tokens.parquet")
     _check_page_against_scan(page, table, summary["n_target_tokens"])
@@ -177,7 +177,7 @@ def test_cli_html_gguf_must_show(tmp_path, capsys, monkeypatch):
     data.write_text("".join(json.dumps({"q": p, "a": r}) + "\n" for p, r in rows))
     html_path = tmp_path / "out.html"
     summary = _cli(["tokens", "--model", str(gguf), "--data", str(data), "--prompt-field", "q", "--response-field",
-                    "a", "--html", str(html_path), "--json", "-", "--n-boot", "20"], capsys)
+                    "a", "--html", str(html_path), "--json", "-", "--n-boot", "100"], capsys)
     loaded = load_model(str(gguf))
     enc = encode_examples(load_sft(str(data), prompt_field="q", response_field="a"), loaded.tokenizer).examples
     table = scan_tokens(loaded, enc, progress=False)
@@ -199,7 +199,7 @@ def test_compare_same_model_is_exactly_zero(tmp_path, capsys):
     out, html_path = tmp_path / "cmp", tmp_path / "delta.html"
     summary = _cli(["tokens", "--model", "tiny-random:5", "--compare-model", "tiny-random:5", "--data",
                     "medcalc-synth:4", "--format", "label", "--out", str(out), "--html", str(html_path),
-                    "--json", "-", "--n-boot", "50"], capsys)
+                    "--json", "-", "--n-boot", "100"], capsys)
     paired = pd.read_parquet(out / "tokens_compare.parquet")
     assert len(paired) == summary["n_target_tokens"]
     assert (paired["dlogp"] == 0).all()
@@ -227,7 +227,7 @@ def test_compare_two_models_matches_independent_scans(tmp_path, capsys, tiny, en
     # the CLI wires the same pieces: tuned p and Δ log p per token, on the base model's encoding
     out = tmp_path / "cmp"
     summary = _cli(["tokens", "--model", "tiny-random:3", "--compare-model", "tiny-random:4", "--data",
-                    "medcalc-synth:3", "--format", "label", "--out", str(out), "--json", "-", "--n-boot", "50"],
+                    "medcalc-synth:3", "--format", "label", "--out", str(out), "--json", "-", "--n-boot", "100"],
                    capsys)
     cli = pd.read_parquet(out / "tokens_compare.parquet")
     assert summary["max_abs_dlogp"] > 0
@@ -309,7 +309,7 @@ def test_sweep_checkpoints_and_frac_split(tmp_path, capsys):
         assert (ckpt / "config.json").is_file()
         last = frame[(frame.method == method)].sort_values("step").iloc[-1]
         summary = _cli(["tokens", "--model", "tiny-random", "--compare-model", str(ckpt), "--data", str(data),
-                        "--split", "eval", "--limit", "4", "--json", "-", "--n-boot", "20"], capsys)
+                        "--split", "eval", "--limit", "4", "--json", "-", "--n-boot", "100"], capsys)
         n_total = summary["n_target_tokens"]
         # the checkpoint is the final model: its held-out NLL and frac p > 0.2 are the last row's
         paired_nll = summary["mean_nll"] - summary["mean_dlogp"]
