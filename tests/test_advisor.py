@@ -71,7 +71,7 @@ BAD_OPTIONS = [
     ("--pilot-steps", "0"), ("--pilot-steps", "1.5"),
     ("--pilot-lrs", "1e-5,-1e-4"), ("--pilot-lrs", "0,1e-4"), ("--pilot-lrs", "1e-4"), ("--pilot-lrs", "1e-4,1e-4"),
     ("--pilot-lrs", ","), ("--pilot-seeds", "0"), ("--batch-size", "0"), ("--n-train", "0"), ("--n-eval", "-2"),
-    ("--n-samples", "0"), ("--sample-len", "0"), ("--max-length", "0"), ("--max-extra-pilots", "-1"),
+    ("--n-samples", "0"), ("--sample-len", "0"), ("--max-length", "-1"), ("--max-length", "1.5"), ("--max-extra-pilots", "-1"),
     ("--extra-factor", "1"), ("--extra-factor", "11"), ("--seed", "-1"), ("--format", "prose"), ("--method", "adam"),
 ]
 
@@ -98,6 +98,28 @@ def test_cli_rejects_bad_options_before_any_work(flag, value, capsys, monkeypatc
     assert f"argument {flag}:" in err and "Traceback" not in err
     assert err.rstrip().splitlines()[-1].startswith("talr-theory advise: error:")  # its own line, not a bar's
     assert elapsed < 5.0
+
+
+def test_max_length_0_means_no_limit_as_in_the_other_commands():
+    from talr_theory.advisor.config import AdviseConfig
+    from talr_theory.cli import build_parser
+    from talr_theory.configs import dataclass_from_args
+
+    args = build_parser().parse_args(["advise", "--epsilon", "0.1", "--max-length", "0"])
+    assert dataclass_from_args(AdviseConfig, args).max_length is None  # None: the model's context length
+    assert AdviseConfig(epsilon=0.1, max_length=0).max_length is None
+    assert AdviseConfig(epsilon=0.1, max_length=64).max_length == 64
+
+
+@pytest.mark.parametrize("extra", [["--out", "somewhere"], ["--overwrite"], ["--quick"]])
+def test_validation_flags_without_validate_are_refused(extra, capsys, tmp_path, monkeypatch):
+    from talr_theory.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["advise", "--model", "tiny-random", "--epsilon", "0.05", *extra]) == 2
+    err = capsys.readouterr().err
+    assert extra[0] in err and "--validate" in err and "Traceback" not in err
+    assert not (tmp_path / "somewhere").exists()
 
 
 def test_cli_requires_epsilon_unless_validating(capsys):

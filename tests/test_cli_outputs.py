@@ -99,6 +99,82 @@ def test_overwrite_discards_only_the_named_results(tmp_path):
     assert json.loads((tmp_path / "experiment.json").read_text())["config"] == {"steps": 6}
 
 
+# --- bounds --out and advise --validate --out claim their folder too -------------------------------------
+
+
+@pytest.fixture
+def fake_exact(monkeypatch):
+    """The exact stage replaced by one that returns two known verdicts at once (and counts its runs)."""
+    import pandas as pd
+
+    from talr_theory.tiers import exact
+    from talr_theory.tiers.protocol import TierResult
+    from talr_theory.verdicts import verdict
+
+    calls = []
+
+    def run(cfg, out=None, progress=True):
+        calls.append(out)
+        verdicts = [verdict("c_range", "exact", "a ratio", 0.5, (0.4, 0.6), (0.0, 1.0), None, n_units=12),
+                    verdict("c_point", "exact", "an exponent", 0.9, (0.8, 1.1), 1.0, 0.5, protocol="stricter",
+                            n_units=12)]
+        return TierResult("exact", {"seed": cfg.seed}, {"units": pd.DataFrame({"x": [1.0, 2.0]})}, verdicts)
+
+    monkeypatch.setattr(exact, "run", run)
+    return calls
+
+
+def test_bounds_out_resumes_with_the_same_options_and_refuses_others(tmp_path, capsys, fake_exact):
+    out = tmp_path / "B"
+    argv = ["bounds", "--tier", "exact", "--quick", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0 and main(argv) == 0  # the same options: the second run resumes
+    record = json.loads((out / "experiment.json").read_text())
+    assert record["kind"] == "bounds" and record["config"]["seed"] == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert main([*argv, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed 0 in the folder, 1 now" in err and "Traceback" not in err
+    assert len(fake_exact) == 2  # the refused run did no work
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "experiment.json").read_text())["config"]["seed"] == 1
+
+
+def test_bounds_prints_the_yardstick_in_words(tmp_path, capsys, fake_exact):
+    assert main(["bounds", "--tier", "exact", "--quick", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "c_range (paper's protocol): a ratio = 0.5 [0.4, 0.6] (the paper: in [0, 1]; no alternative value)" in text
+    assert "c_point (stricter reading): an exponent = 0.9 [0.8, 1.1] (the paper: 1; alternative: 0.5)" in text
+    assert "None" not in text and "(0.0, 1.0)" not in text
+
+
+def test_bounds_out_held_by_another_writer_is_refused_before_work(tmp_path, capsys, fake_exact):
+    out = tmp_path / "B"
+    lock = outputs.acquire_lock(out, "main", "another bounds")
+    try:
+        assert main(["bounds", "--tier", "exact", "--quick", "--no-progress", "--out", str(out)]) == 2
+        assert f"pid {os.getpid()}" in capsys.readouterr().err and not fake_exact
+    finally:
+        outputs.release_lock(lock)
+
+
+def test_advise_validate_out_with_other_options_is_refused_before_work(tmp_path, capsys, monkeypatch):
+    from talr_theory.tiers import advisor as stage
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the validation ran")
+
+    monkeypatch.setattr(stage, "run", refuse)
+    out = tmp_path / "V"
+    out.mkdir()
+    outputs.write_experiment(out, "advise", {"on": "synthetic", "quick": True, "seed": 0})
+    assert main(["advise", "--validate", "--quick", "--seed", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--seed 0 in the folder, 3 now" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["experiment.json"]
+
+
 # --- one writer at a time ---------------------------------------------------------------------------------
 
 
@@ -191,7 +267,7 @@ def _subparsers():
     return parser._subparsers._group_actions[0].choices
 
 
-@pytest.mark.parametrize("command", ["sweep", "tokens", "reproduce", "bounds"])
+@pytest.mark.parametrize("command", ["sweep", "tokens", "reproduce", "bounds", "advise"])
 def test_help_documents_every_option_and_shows_each_default_once(command):
     sub = _subparsers()[command]
     for action in sub._actions:
@@ -200,7 +276,7 @@ def test_help_documents_every_option_and_shows_each_default_once(command):
         flag = action.option_strings[-1]
         assert action.help, f"{command} {flag} has no help"
         text = sub._get_formatter()._expand_help(action)
-        assert text.count("default") <= 1, f"{command} {flag}: {text}"
+        assert text.count("(default") <= 1, f"{command} {flag}: {text}"  # the default shown once
         assert "(default: None)" not in text and "(default: False)" not in text, f"{command} {flag}: {text}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from talr_theory.commands._common import add_json_flag, human_stream, write_json
+from talr_theory.configs import COUNT, option_type
 
 
 def register(subparsers) -> None:
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None,
                    help="model spec for the real-LLM stages (default: each stage's own: smollm2-135m; with --quick "
                         "the llm stage uses tiny-random, a pipeline check)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default: %(default)s)")
+    p.add_argument("--seed", type=option_type(int, COUNT), default=0, help="seed of every stage; >= 0 (default: 0)")
     p.add_argument("--stages", default=",".join(STAGES),
                    help="comma-separated stages to run, in order (default: all, %(default)s)")
     p.add_argument("--update-figures", action=argparse.BooleanOptionalAction, default=None,
