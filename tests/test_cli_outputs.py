@@ -175,6 +175,21 @@ def test_advise_validate_out_with_other_options_is_refused_before_work(tmp_path,
     assert sorted(p.name for p in out.iterdir()) == ["experiment.json"]
 
 
+def test_reproduce_names_each_stage_model_in_words():
+    from talr_theory.reproduce import models_sentence
+    from talr_theory.tiers.protocol import TierResult
+
+    stages = [TierResult("exact", {}), TierResult("synthetic", {"model": None}),
+              TierResult("tokens", {"model": "smollm2-135m"}), TierResult("llm", {"model": "tiny-random:7"}),
+              TierResult("advisor", {"model": "/models/my-run/"})]
+    text = models_sentence(stages)
+    assert text == ("Models: SmolLM2-135M-Instruct in the tokens stage; tiny-random (random weights, pipeline "
+                    "check) in the llm stage; my-run in the advisor stage. The exact and synthetic stages load "
+                    "no model (closed-form models or small models trained from scratch).")
+    assert models_sentence(stages[:2]) == "No stage loads a model."
+    assert "`" not in text and "stage defaults" not in text
+
+
 # --- one writer at a time ---------------------------------------------------------------------------------
 
 
