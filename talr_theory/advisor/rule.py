@@ -39,6 +39,10 @@ import pandas as pd
 from talr_theory.stats import fit_power_law
 from talr_theory.theory.envelope import interpolate_at_common_delta
 
+# The advisor reads ΔL(P1) where a run first reaches the gain, also inside the first step (chord from the
+# measured step 0); the stages' equal-gain comparisons never do (their default min_step is 1).
+FIRST_BRACKET_STEP = 0
+
 STATUSES = ("ok", "cannot-certify")
 BAND_LEVEL = "10-90% bootstrap of the power-law solution over pilot LRs (information only)"
 
@@ -90,7 +94,9 @@ def points_at_gain(traj: pd.DataFrame, gain: float) -> pd.DataFrame:
         g = g.sort_values("step")
         keys.append(key[0] if isinstance(key, tuple) else key)
         trajs.append((len(trajs), g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float)))
-    at = interpolate_at_common_delta(trajs, [gain]).astype({"delta_L": float})
+    # A pilot at a large LR often reaches the gain within its first step: the measured step-0 point
+    # serves as the bracket's lower end (min_step=0), for pilots and held-out runs alike.
+    at = interpolate_at_common_delta(trajs, [gain], min_step=FIRST_BRACKET_STEP).astype({"delta_L": float})
     at["lam"] = [float(keys[int(k)]) for k in at["lam"]]
     n_runs = pd.Series(keys, dtype=float).value_counts()
     # an LR with a replicate that never reaches the gain has fewer rows than runs: left out
@@ -256,7 +262,8 @@ def predict(advice: dict, lr: float) -> float:
 def observed_at_gain(traj: pd.DataFrame, gain: float) -> float:
     """ΔL(P1) of one trajectory at the moment it first reaches ``gain`` (NaN if it never does)."""
     g = traj.sort_values("step")
-    at = interpolate_at_common_delta([(1.0, g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float))], [gain])
+    at = interpolate_at_common_delta([(1.0, g["delta_star"].to_numpy(float), g["delta_L"].to_numpy(float))], [gain],
+                                     min_step=FIRST_BRACKET_STEP)
     return float(at["delta_L"].iloc[0]) if len(at) else float("nan")
 
 

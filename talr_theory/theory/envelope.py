@@ -66,7 +66,7 @@ def _first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
     return float("nan")
 
 
-def interpolate_at_common_delta(trajectories, grid) -> pd.DataFrame:
+def interpolate_at_common_delta(trajectories, grid, min_step: int = 1) -> pd.DataFrame:
     """Read each trajectory's ΔL(P1) at common domain-gain values Δ* (through :func:`cost_at_gain`).
 
     ``trajectories`` is a list of ``(lam, delta_star_array, delta_L_array)`` (one entry per
@@ -74,6 +74,9 @@ def interpolate_at_common_delta(trajectories, grid) -> pd.DataFrame:
     reaches it, between two checkpoints after step 0 (a first step that overshoots a grid value
     leaves it unmeasured: no chord from the origin). Grid values a trajectory does not bracket are
     not extrapolated; they are listed in ``frame.attrs["unreached"]`` as (trajectory, g) pairs.
+
+    ``min_step`` is :func:`cost_at_gain`'s: 0 lets the measured step-0 point (Δ* = ΔL = 0) serve as a
+    bracket's end, for callers that read a gain reached inside the first step (the advisor's pilots).
 
     Returns a tidy frame with columns ``lam, delta_star, delta_L, trajectory``.
     """
@@ -94,7 +97,8 @@ def interpolate_at_common_delta(trajectories, grid) -> pd.DataFrame:
             raise ValueError(f"trajectory {k} (lam={lam}): non-finite delta_star or delta_L values")
         frames.append(pd.DataFrame({"trajectory": k, "lam": float(lam), "step": np.arange(len(ds)),
                                     "delta_star": ds, "delta_L": dl}))
-    at = cost_at_gain(pd.concat(frames, ignore_index=True), grid, by=["trajectory", "lam"]) if frames else None
+    at = cost_at_gain(pd.concat(frames, ignore_index=True), grid, by=["trajectory", "lam"],
+                      min_step=min_step) if frames else None
     if at is None:
         frame = pd.DataFrame(columns=["lam", "delta_star", "delta_L", "trajectory"])
         frame.attrs["unreached"] = []
