@@ -1,4 +1,8 @@
-"""`talr-theory reproduce --quick` end to end: every stage's figures, a report built from verdicts, resume."""
+"""`talr-theory reproduce --quick` end to end: every stage's figures, a report built from verdicts, resume.
+
+The run itself is the session's one stored quick run (``quick_run`` in conftest.py); the resume test
+works on a copy of it.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,22 @@ import pytest
 from talr_theory import tiers
 from talr_theory.cli import main
 from talr_theory.verdicts import judge
+from tests.conftest import QUICK_RUN_ARGS
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reproduce") / "rq"
-    assert main(["reproduce", "--quick", "--out", str(out), "--no-progress", "--model", "tiny-random"]) == 0
-    return out
-
-
-def test_every_stage_ran_and_drew_its_figures(reproduced):
-    summary = json.loads((reproduced / "summary.json").read_text())
+def test_every_stage_ran_and_drew_its_figures(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
     assert set(summary["stages"]) == set(tiers.STAGES)
     failed = [f for f in summary["figures"] if f.startswith("(")]
     assert not failed, failed
-    pngs = {p.stem for p in (reproduced / "figures").glob("*.png")}
+    pngs = {p.stem for p in (quick_run / "figures").glob("*.png")}
     for prefix in ("exact_", "synthetic_", "talr_map", "advisor", "tokens_", "llm_"):
         assert any(p.startswith(prefix) for p in pngs), (prefix, sorted(pngs))
 
 
-def test_report_states_every_verdict_and_labels_recompute(reproduced):
-    summary = json.loads((reproduced / "summary.json").read_text())
-    report = (reproduced / "report.md").read_text()
+def test_report_states_every_verdict_and_labels_recompute(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
+    report = (quick_run / "report.md").read_text()
     verdicts = summary["verdicts"]
     assert verdicts
     for v in verdicts:
@@ -39,16 +37,15 @@ def test_report_states_every_verdict_and_labels_recompute(reproduced):
         assert v["claim"] in report, v["claim"]
 
 
-def test_rerun_resumes_every_stage_and_a_new_seed_recomputes(reproduced, capsys):
-    before = json.loads((reproduced / "summary.json").read_text())["verdicts"]
-    assert main(["reproduce", "--quick", "--out", str(reproduced), "--no-progress", "--model", "tiny-random",
-                 "--json", "-"]) == 0
+def test_rerun_resumes_every_stage_and_a_new_seed_recomputes(quick_run_copy, capsys):
+    before = json.loads((quick_run_copy / "summary.json").read_text())["verdicts"]
+    assert main([*QUICK_RUN_ARGS, "--out", str(quick_run_copy), "--json", "-"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert set(again["resumed_stages"]) == set(tiers.STAGES)
     assert again["verdicts"] == before
     # Another seed changes the exact stage's fingerprint: it is recomputed, never reused.
     with pytest.warns(UserWarning, match="another config"):
-        assert main(["reproduce", "--quick", "--out", str(reproduced), "--no-progress", "--stages", "exact",
+        assert main(["reproduce", "--quick", "--out", str(quick_run_copy), "--no-progress", "--stages", "exact",
                      "--seed", "1"]) == 0
-    summary = json.loads((reproduced / "summary.json").read_text())
+    summary = json.loads((quick_run_copy / "summary.json").read_text())
     assert summary["resumed_stages"] == [] and summary["discarded_stages"] == ["exact"]
