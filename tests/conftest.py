@@ -46,11 +46,14 @@ def quick_run(tmp_path_factory) -> Path:
     """One ``talr-theory reproduce --quick`` for the whole session, shared by every test that reads stages.
 
     Readers must not write into it (``load_or_run`` with a matching fingerprint only reads); a test that
-    reruns or changes stages works on :func:`quick_run_copy`.
+    reruns or changes stages works on :func:`quick_run_copy`. ``$TALR_TEST_RUN_DIR`` keeps the run in a
+    folder across sessions (stages whose fingerprint matches are resumed): for working on the notebooks
+    or the report, never for a measurement of the suite, since a stage stored by older code is reused.
     """
     from talr_theory.cli import main
 
-    out = tmp_path_factory.mktemp("reproduce") / "quick"
+    kept = os.environ.get("TALR_TEST_RUN_DIR")
+    out = Path(kept) if kept else tmp_path_factory.mktemp("reproduce") / "quick"
     assert main([*QUICK_RUN_ARGS, "--out", str(out)]) == 0
     return out
 
