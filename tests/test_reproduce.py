@@ -14,6 +14,7 @@ from talr_theory import tiers
 from talr_theory.cli import main
 from talr_theory.verdicts import judge
 from tests.conftest import QUICK_RUN_ARGS
+from tests.helpers import assert_png_drawn
 
 
 def test_every_stage_ran_and_drew_its_figures(quick_run):
@@ -24,6 +25,7 @@ def test_every_stage_ran_and_drew_its_figures(quick_run):
     pngs = {p.stem for p in (quick_run / "figures").glob("*.png")}
     for prefix in ("exact_", "synthetic_", "talr_map", "advisor", "tokens_", "llm_"):
         assert any(p.startswith(prefix) for p in pngs), (prefix, sorted(pngs))
+        assert_png_drawn(quick_run / "figures" / f"{min(p for p in pngs if p.startswith(prefix))}.png")
 
 
 def test_report_states_every_verdict_and_labels_recompute(quick_run):
