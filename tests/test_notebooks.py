@@ -53,18 +53,27 @@ def test_notebook_pair_in_sync_and_short(path):
     assert code_lines(nb) <= MAX_CODE_LINES, f"{path.name}: {code_lines(nb)} code lines > {MAX_CODE_LINES}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_reads_the_stored_run(path, quick_run, tmp_path, monkeypatch):
-    figures = tmp_path / "figures"
-    monkeypatch.setenv("TALR_RESULTS", str(quick_run))
+def execute(path: Path, figures: Path, monkeypatch, **env: str) -> list[dict]:
+    """Run the notebook with figures going to ``figures``; its outputs, after checking none is an error."""
     monkeypatch.setenv("TALR_FIGURES", str(figures))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    before = sorted(p.relative_to(quick_run) for p in (quick_run / "stages").rglob("*"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    drawn = [p for p in figures.glob("*") if p.suffix in {".png", ".svg", ".pdf"}]
+    assert drawn, f"{path.name} wrote no figure to TALR_FIGURES"
+    assert_png_drawn(min(p for p in drawn if p.suffix == ".png"))
+    return outputs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_reads_the_stored_run(path, quick_run, tmp_path, monkeypatch):
+    before = sorted(p.relative_to(quick_run) for p in (quick_run / "stages").rglob("*"))
+    outputs = execute(path, tmp_path / "figures", monkeypatch, TALR_RESULTS=str(quick_run))
     # Nothing recomputed: the stored stages are exactly as the run left them.
     assert sorted(p.relative_to(quick_run) for p in (quick_run / "stages").rglob("*")) == before
     printed = report_lines("".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream"))
@@ -72,11 +81,14 @@ def test_notebook_reads_the_stored_run(path, quick_run, tmp_path, monkeypatch):
     assert printed, f"{path.name} printed no line of the report"
     missing = [line for line in printed if line not in report]
     assert not missing, f"{path.name} printed numbers the report does not have: {missing[:3]}"
-    drawn = [p for p in figures.glob("*") if p.suffix in {".png", ".svg", ".pdf"}]
-    assert drawn, f"{path.name} wrote no figure to TALR_FIGURES"
-    for p in drawn:
-        if p.suffix == ".png":
-            assert_png_drawn(p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_without_a_stored_run(path, tmp_path, monkeypatch):
+    """No ``$TALR_RESULTS``: each stage runs at the quick scale in memory (minutes each on 2 cores)."""
+    monkeypatch.delenv("TALR_RESULTS", raising=False)
+    execute(path, tmp_path / "figures", monkeypatch, TALR_DEEP="1")
 
 
 def test_there_are_notebooks():
