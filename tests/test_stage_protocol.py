@@ -149,3 +149,17 @@ def test_load_or_run_follows_the_recorded_run_options(monkeypatch, tmp_path):
     tiers.load_or_run("fake", tmp_path)
     tiers.load_or_run("fake", None, seed=1)  # in memory: nothing read, quick by default
     assert calls == [_Cfg(n=4, seed=7), _Cfg(n=2, seed=1)]
+
+
+def test_a_fresh_stage_returns_what_it_stored(tmp_path):
+    """The report of a fresh run and a reader of the stored stage see the same values, even where storage
+    changes them (a mixed object column is stored as JSON text)."""
+    from talr_theory.tiers.protocol import StageStore
+
+    frame = pd.DataFrame({"mixed": [True, None, 1.5], "n": [1, 2, 3]})
+    result = TierResult("toy", {"seed": 0}, {"cases": frame}, [], {})
+    fresh = StageStore(tmp_path).run("toy", _Cfg(), lambda: result)
+    stored = TierResult.load(tmp_path / "stages" / "toy")
+    assert fresh is not result
+    pd.testing.assert_frame_equal(fresh.frames["cases"], stored.frames["cases"])
+    assert fresh.frames["cases"]["mixed"].tolist() != frame["mixed"].tolist()  # storage did change it
