@@ -1,11 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.16.0
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -13,44 +14,45 @@
 # ---
 
 # %% [markdown]
-# # Theorem 3.2: how the safe step size λ_max scales with ε and s
+# # 04 — Theorem 3.2: how the safe step size λ_max scales with ε and s
 #
 # The paper: λ_max ∝ ε/√s. Our working formalization (theory.md C2) expects λ_max ≈ ε/A when the
 # general data are mis-modeled (first order) and λ_max ≈ √(8ε/B) when they are modeled exactly
-# (second order). Two tiers measure it:
+# (second order). Two stages measure it:
 #
-# - the exact tier (`talr_theory.tiers.exact`): kernel-softmax scenarios, exact λ_max by root
-#   finding, both P1 variants, bootstrap over scenario instances;
-# - the synthetic tier (`talr_theory.tiers.synthetic`): one SGD / AdamW step of a tiny Llama on a
-#   domain batch with s hard tokens per example, exact ΔL(P1), bootstrap over (s, batch, domain rule).
+# - `exact`: kernel-softmax scenarios, exact λ_max by root finding, both P1 variants, bootstrap over
+#   scenario instances;
+# - `synthetic`: one SGD / AdamW step of a tiny Llama on a domain batch with s hard tokens per
+#   example, exact ΔL(P1), bootstrap over (s, batch, domain rule).
 #
-# SFT's exponent of s regresses on the measured s, TALR's on its effective s = Σ w(1−p). The verdict
-# of each exponent (paper value, alternative, interval) comes from `talr_theory.verdicts`.
+# SFT's exponent of s regresses on the measured s, TALR's on its effective s = Σ w(1−p). Both stages
+# are read from `TALR_RESULTS` (a `talr-theory reproduce --out` folder) or run quick in memory.
 
 # %%
-import os
-
 import pandas as pd
 
-from talr_theory.plotting import save_figure
-from talr_theory.tiers import exact, synthetic
+from talr_theory import tiers
+from talr_theory.explore import claim_lines, claims, stage
+from talr_theory.plotting import saver
 
-QUICK = os.environ.get("TALR_QUICK", "0") == "1"
-results = {}
-for tier in (exact, synthetic):
-    cfg = tier.Config.quick() if QUICK else tier.Config()
-    results[tier.NAME] = tier.run(cfg, progress=False)
-    print(results[tier.NAME].info["summary"])
+results = {name: stage(name) for name in ("exact", "synthetic")}
+for r in results.values():
+    print(claim_lines(r, "thm3.2_"))
+pd.concat([claims(r, "thm3.2_") for r in results.values()], ignore_index=True)
 
-# %%
-rows = [v.to_dict() for r in results.values() for v in r.verdicts if v.claim.startswith("thm3.2_")]
-pd.DataFrame(rows)[["tier", "claim", "estimate", "ci_lo", "ci_hi", "paper_value", "alternative_value", "verdict"]]
+# %% [markdown]
+# ## The power-law fits behind the exponents
+# One row per fitted group: the exponents of ε and s with their intervals.
 
 # %%
 for r in results.values():
-    print(r.tier, "tier: λ_max power-law fits")
+    print(r.tier, "stage: λ_max power-law fits")
     print(r.frames["lambda_max_fits"].to_string(index=False))
 
+# %% [markdown]
+# ## λ_max against ε (and s), both stages
+# Slope 1 on these log-log axes is the paper's ε¹; slope ½ is the second-order regime.
+
 # %%
-exact.figures(results["exact"], lambda fig, name: save_figure(fig, "nb04_" + name))
-synthetic.figures(results["synthetic"], lambda fig, name: save_figure(fig, "nb04_" + name))
+for r in results.values():
+    tiers.module(r.tier).figures(r, saver("nb04_", show=True, only="lambda_max"))

@@ -1,11 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.16.0
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -13,100 +14,46 @@
 # ---
 
 # %% [markdown]
-# # Domain gain vs general degradation: TALR and the baselines (Tables 1–2 / Fig. 1–2 analog)
+# # 06 — Domain gain vs general degradation on a real model (Tables 1–2 / Fig. 1–2 analog)
 #
-# A small sweep over methods × learning rates with the package's one training core
-# (`talr_theory.training`). At each checkpoint we record
+# The `llm` stage fine-tunes a real pretrained LLM (SmolLM2-135M-Instruct at the default scale; a
+# random-weight `tiny-random` model at the quick scale, a pipeline check only) on a learnable facts
+# domain with SFT, TALR and the baselines, with the package's one training core. Along each run it
+# records
 #
-# - **Δ\*** — domain gain: how many nats per held-out domain example the fine-tuned model saves
-#   compared with the base model (the code-length reduction of Theorem 3.1);
-# - **ΔL(P1)** — general degradation, two ways: the change of mean token NLL on real general text
-#   (WikiText-2 from `../shared`, else a short built-in passage) and KL(q0‖qθ) on samples drawn from
-#   the base model (then P1 = q0 exactly; Monte Carlo with a standard error);
-# - the fraction of target tokens with p > 0.2 (the paper's Fig. 3c statistic) and TALR's mean weight.
+# - **Δ\*** — domain gain in nats per held-out domain example (the code-length reduction of Theorem 3.1);
+# - **ΔL(P1)** — general degradation as KL(q0‖qθ) on samples of the base model (then P1 = q0 exactly)
+#   and as the change of NLL on real general text;
 #
-# This is a tiny model (stories260K, 0.3M parameters, from `../shared`; a random-init tiny Llama when
-# absent), a synthetic medical-calculation domain, and AdamW — not the paper's 3–4B models and
-# benchmarks. Read the numbers as a working demonstration of the measurement, not as a reproduction.
+# and compares the methods at equal domain gain, then measures λ_max on one-step lines (Theorem 3.2)
+# and the hard-token vs easy-token ablation. This notebook reads the stage from `TALR_RESULTS` (a
+# `talr-theory reproduce --out` folder) or runs it quick in memory. For a free-standing sweep of any
+# model, data and method grid, use `talr-theory sweep` (docs/training.md).
 
 # %%
-import os
-import tempfile
+from talr_theory.explore import claims, stage, stage_report
+from talr_theory.plotting import saver
+from talr_theory.tiers import llm
 
-import pandas as pd
-
-from talr_theory.paths import figures_dir, shared_file
-from talr_theory.plotting.training import (
-    format_tradeoff_table,
-    plot_dynamics,
-    plot_frac_easy,
-    plot_tradeoff,
-    tradeoff_table,
-)
-from talr_theory.training.config import TrainConfig
-from talr_theory.training.sweep import SweepConfig, run_sweep
-
-QUICK = os.environ.get("TALR_QUICK", "0") == "1"
-MODEL = "stories260k" if shared_file("models/stories260K.gguf") else "tiny-random"
-OUT = tempfile.mkdtemp(prefix="talr_sweep_") if QUICK else "../runs/notebook_03"
-config = SweepConfig(
-    model=MODEL,
-    data="medcalc-synth:60" if QUICK else "medcalc-synth",
-    format="label",
-    methods=("sft", "talr") if QUICK else ("sft", "talr", "dft", "flow", "l2", "lora", "wise-ft"),
-    lrs=(1e-3, 1e-2) if QUICK else (3e-4, 1e-3, 3e-3),
-    seeds=(0,),
-    n_train=8 if QUICK else 64,
-    n_eval=4 if QUICK else 32,
-    max_length=512,
-    general_blocks=2 if QUICK else 16,
-    n_samples=4 if QUICK else 16,
-    sample_len=16 if QUICK else 64,
-    train_probe=4 if QUICK else 16,
-    out=OUT,
-    train=TrainConfig(steps=4 if QUICK else 60, eval_every=2 if QUICK else 10, batch_size=4 if QUICK else 8,
-                      optimizer="adamw", wise_alphas=(0.5,)),
-)
-print(MODEL, OUT)
-
-# %%
-summary = run_sweep(config, progress=False)
-frame = pd.read_parquet(os.path.join(OUT, "results.parquet"))
-print(f"{len(frame)} rows; base model: domain NLL {summary.get('baseline', {}).get('domain_nll', float('nan')):.3f} "
-      "nats/token")
+result = stage("llm")
+print(stage_report(result))
 
 # %% [markdown]
-# ## The trade-off table (last checkpoint, per method and learning rate)
-# `delta_star` in nats per held-out example (higher = more domain gain); `delta_L_text` in nats per
-# token on real text and `kl_base` in nats per base-model sample (lower = less forgetting).
+# ## The claims
+# One verdict per row: estimate with its 95% interval, the paper's value, the alternative, the word.
 
 # %%
-table = tradeoff_table(frame)
-print(format_tradeoff_table(table))
-
-# %%
-fig = plot_tradeoff(frame)
-fig.savefig(figures_dir() / "training_tradeoff.png", dpi=120, bbox_inches="tight")
+claims(result)
 
 # %% [markdown]
-# ## Dynamics: Δ* and ΔL(P1) along training
-# These trajectories are what the Theorem 3.1 envelope check interpolates at common Δ*.
+# ## Methods at equal domain gain
+# ΔL(P1) of each method where every method reaches the same Δ*; lower is less forgetting.
 
 # %%
-fig = plot_dynamics(frame)
-fig.savefig(figures_dir() / "training_dynamics.png", dpi=120, bbox_inches="tight")
+result.frames["comparison"]
 
 # %% [markdown]
-# ## Fraction of easy target tokens (p > 0.2) over epochs (Fig. 3c analog)
+# ## Figures: trajectories, methods at equal gain, λ_max, hard vs easy tokens
 
 # %%
-fig = plot_frac_easy(frame)
-fig.savefig(figures_dir() / "training_frac_easy.png", dpi=120, bbox_inches="tight")
-
-# %% [markdown]
-# ## Caveats
-# - With AdamW the per-parameter normalization largely cancels a global rescaling of the loss, so
-#   TALR's mean weight acts less like a smaller step size than it would under SGD.
-# - TALR's median τ is taken per micro-batch; with gradient accumulation it differs from the
-#   median of the full optimizer-step batch.
-# - Δ* and ΔL are measured on a handful of examples here; the KL column comes with its standard error.
+llm.figures(result, saver("nb06_", show=True))

@@ -132,7 +132,9 @@ class StageStore:
         (tmp / "fingerprint.json").write_text(json.dumps({"fingerprint": fp, "version": __version__,
                                                           "seconds": seconds}))
         os.replace(tmp, folder)  # the stage counts as done only once everything is on disk
-        return result
+        # What was stored, not what was computed: a fresh run and a resumed one give the same values
+        # (Parquet stores mixed object columns as JSON text), so the report and the readers agree.
+        return TierResult.load(folder)
 
 
 def results_table(out: str | os.PathLike | None, name: str, config, key_fields: Sequence[str]) -> ResultsTable | None:
