@@ -53,7 +53,7 @@ def by_seed(rows: pd.DataFrame, column: str) -> dict[int, np.ndarray]:
     """seed -> that row's per-unit values of ``column`` (one row per seed expected)."""
     out = {}
     for r in rows.itertuples(index=False):
-        seed = int(getattr(r, "seed"))
+        seed = int(r.seed)
         if seed in out:
             raise ValueError(f"two rows for seed {seed} in a paired comparison")
         out[seed] = np.asarray(list(getattr(r, column)), dtype=float)

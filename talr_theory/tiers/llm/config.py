@@ -18,6 +18,7 @@ class Config:
     model: str = "smollm2-135m"
     data: str = "facts:96"             # 96 held-out prompts, 192 training examples
     n_blocks: int = 4                  # trained transformer blocks (the rest and the head are frozen)
+    full_model: bool = False           # train every parameter instead (the check of the last-blocks proxy)
     # The paper's protocol: these methods at every LR × seed, the same epochs. A new objective of the training
     # core (same call convention as "talr") is one more name here.
     methods: tuple[str, ...] = ("sft", "talr")
@@ -99,6 +100,8 @@ class Config:
 
     def proxy_note(self) -> str:
         """The sentence every real-model verdict carries: what was trained."""
+        if self.full_model:
+            return f"Every parameter of {self.model} trained (full fine-tuning)."
         return f"Last {self.n_blocks} blocks of {self.model} trained (the rest and the head frozen)."
 
 

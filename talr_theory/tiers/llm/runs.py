@@ -22,6 +22,9 @@ import torch
 from talr_theory.tiers.llm.config import Config
 from talr_theory.tiers.llm.measures import General, Measures, mask_labels
 
+# LoRA on the blocks' projections only: the head stays frozen as in every other method ("all-linear" would
+# adapt it too on a model peft does not recognise as a transformers model, such as the tail).
+LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 KEY = ["run", "lr", "seed", "optimizer", "format"]
 KEEP = ("step", "epoch", "status", "method", "wise_alpha", "train_nll", "mean_weight", "delta_star", "accuracy",
         "dL_kl", "dL_kl_se", "dL_text", "dL_text_se", "units_kl", "units_text", "units_acc", "units_gain")
@@ -125,12 +128,17 @@ def train_run(env: Env, cfg: Config, run: str, lr: float, seed: int, optimizer: 
     dom = env.domains[format]
     examples = env.masked[run.split("-")[0]] if run.endswith("-only") else dom.train
     method = {"sft+wise": "wise-ft", "easy-only": "sft", "hard-only": "sft"}.get(run, run)
-    model = TailLM(env.loaded.model, cfg.n_blocks, cache=env.tail.cache)
-    model.read_positions([], reads=env.tail.reads)
+    if cfg.full_model:
+        import copy
+
+        model = copy.deepcopy(env.loaded.model).requires_grad_(True)
+    else:
+        model = TailLM(env.loaded.model, cfg.n_blocks, cache=env.tail.cache)
+        model.read_positions([], reads=env.tail.reads)
     steps, every = cfg.steps_for(len(dom.train))  # the same steps for the masked sets: same LR and steps
     tc = TrainConfig(method=method, lr=lr, optimizer=optimizer, steps=steps, batch_size=cfg.batch_size,
                      eval_every=every, seed=seed, l2_coeff=cfg.l2_coeff, lora_rank=cfg.lora_rank,
-                     lora_alpha=2.0 * cfg.lora_rank, wise_alphas=(1.0, cfg.wise_alpha))
+                     lora_alpha=2.0 * cfg.lora_rank, lora_targets=LORA_TARGETS, wise_alphas=(1.0, cfg.wise_alpha))
     res = train(model, examples, tc, evaluator=dom.measure, pad_id=env.pad, progress=False)
     rows = []
     for r in res.history:
