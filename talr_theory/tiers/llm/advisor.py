@@ -69,22 +69,26 @@ def advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> t
                                       held_out_seed=held_seed)
     summary = summarize(cases)
     runs = pd.DataFrame(new_runs, columns=["lr", "seed", *keep])
-    order = ("full batch: the same examples at every step as the pilots" if not cfg.batch_size
-             or cfg.batch_size >= len(env.domains["label"].train) else "another minibatch order")
-    notes = [
-        f"[llm] Safe-LR advisor on held-out runs ({cfg.model}, {cfg.data}; ΔL(P1) = KL to the base model, nats/"
-        f"sample; gain {cases['gain'].iloc[0]:.3g} nats/example = {cfg.advisor_gain_fraction:g} × the smallest gain "
-        f"of the pilots): pilots = SFT at LRs {list(cfg.lrs)} with seeds {pilot_seeds} (ε bracketed by the "
-        f"largest ΔL over the seeds at each LR); held-out grid = SFT at "
-        f"{len(grid)} LRs with seed {held_seed} ({order}); {summary['n_cases']} tolerances ε between "
-        f"the grid's ΔL at the gain. {summary['n_certified']} certified; the observed ΔL(P1) of a new seed-"
-        f"{held_seed} run at the recommended LR was ≤ ε in {summary['frac_within_epsilon']:.0%} of them; median "
-        f"recommended / true largest safe LR = {summary['median_ratio_to_true_safe_lr']:.2f} over "
-        f"{summary['n_ratio_measured']} cases (true LR: chord between the bracketing grid LRs); "
-        f"{summary['n_cannot_certify']} not certified (at most {cfg.advisor_max_extra} extra pilot(s) per direction)."]
+    notes = [_note(env, cfg, cases, summary, grid)]
     return ({"advisor_cases": cases, "advisor_runs": runs},
             {"advisor_validation": summary, "notes": notes,
              "report_tables": {"Safe-LR advisor on held-out SFT runs (llm)": "advisor_cases"}})
+
+
+def _note(env, cfg: Config, cases: pd.DataFrame, summary: dict, grid: list) -> str:
+    pilot_seeds, held_seed = [int(x) for x in cfg.seeds], int(cfg.advisor_held_out_seed)
+    order = ("full batch: the same examples at every step as the pilots" if not cfg.batch_size
+             or cfg.batch_size >= len(env.domains["label"].train) else "another minibatch order")
+    return (f"[llm] Safe-LR advisor on held-out runs ({cfg.model}, {cfg.data}; ΔL(P1) = KL to the base model, nats/"
+            f"sample; gain {cases['gain'].iloc[0]:.3g} nats/example = {cfg.advisor_gain_fraction:g} × the smallest "
+            f"gain of the pilots): pilots = SFT at LRs {list(cfg.lrs)} with seeds {pilot_seeds} (ε bracketed by the "
+            f"largest ΔL over the seeds at each LR); held-out grid = SFT at {len(grid)} LRs with seed {held_seed} "
+            f"({order}); {summary['n_cases']} tolerances ε between the grid's ΔL at the gain. "
+            f"{summary['n_certified']} certified; the observed ΔL(P1) of a new seed-{held_seed} run at the recommended "
+            f"LR was ≤ ε in {summary['frac_within_epsilon']:.0%} of them; median recommended / true largest safe LR = "
+            f"{summary['median_ratio_to_true_safe_lr']:.2f} over {summary['n_ratio_measured']} cases (true LR: chord "
+            f"between the bracketing grid LRs); {summary['n_cannot_certify']} not certified (at most "
+            f"{cfg.advisor_max_extra} extra pilot(s) per direction).")
 
 
 def run_advisor(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
