@@ -59,10 +59,13 @@ def talr_paper(final: pd.DataFrame, cfg: Config) -> list:
                     _note(cfg, acc, f"Held-out accuracy TALR − SFT (teacher-forced exact match) after {cfg.epochs} "
                                     f"epochs at LR {lr:g}."))]
     for p1 in P1S:
-        r = cmp.paired_ratio_of_means(_final(base, f"units_{p1}", method="talr"),
-                                      _final(base, f"units_{p1}", method="sft"), cfg.n_boot, cfg.seed)
+        talr, sft = _final(base, f"units_{p1}", method="talr"), _final(base, f"units_{p1}", method="sft")
+        r = cmp.paired_ratio_of_means(talr, sft, cfg.n_boot, cfg.seed)
+        d = cmp.paired_difference(talr, sft, cfg.n_boot, cfg.seed)
         out.append(_verdict("talr_vs_sft", "paper", r, f"{P1_LABEL[p1]}, LR {lr:g}",
-                            _note(cfg, r, f"mean ΔL(TALR) / mean ΔL(SFT) after {cfg.epochs} epochs at LR {lr:g}.",
+                            _note(cfg, r, f"mean ΔL(TALR) / mean ΔL(SFT) after {cfg.epochs} epochs at LR {lr:g} "
+                                          "(undefined when SFT's mean ΔL ≤ 0).",
+                                  f"Difference ΔL(TALR) − ΔL(SFT): {format_ci(d.estimate, *d.ci)}. "
                                   f"Accuracy TALR − SFT beside it: {format_ci(acc.estimate, *acc.ci)}.")))
     return out
 
@@ -99,7 +102,7 @@ def frontier(traj: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
     """ΔL(P1) at equal held-out accuracy on each method's best LR; ``talr_vs_sft`` stricter verdicts."""
     runs = cmp.select(traj, format="label", optimizer="adamw")
     rows, out = [], []
-    methods = [m for m in runs["method"].unique() if runs[runs["method"].eq(m)]["lr"].nunique() >= 1]
+    methods = sorted(runs["method"].unique())
     for level in cfg.accuracy_levels:
         for p1 in P1S:
             pts = {m: cmp.frontier_point(runs, level, f"units_{p1}", method=m) for m in methods}
@@ -107,7 +110,7 @@ def frontier(traj: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
                 mean = float(np.mean([np.nanmean(u) for u in units.values()])) if units else math.nan
                 rows.append({"method": m, "accuracy_level": level, "p1": P1_LABEL[p1], "best_lr": lr,
                              "dL_at_accuracy": mean, "n_seeds": len(units)})
-            if "talr" in pts:
+            if "talr" in pts and "sft" in pts:
                 e = cmp.paired_difference(pts["talr"][1], pts["sft"][1], cfg.n_boot, cfg.seed)
                 out.append(_verdict("talr_vs_sft", "stricter", e, f"{P1_LABEL[p1]}, accuracy {level:g}",
                                     _note(cfg, e, f"ΔL(TALR at LR {pts['talr'][0]:g}) − ΔL(SFT at LR {pts['sft'][0]:g}), "
@@ -126,16 +129,18 @@ def ablation(final: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
         for part in ("easy-only", "hard-only"):
             acc = cmp.paired_difference(_final(sub, "units_acc", method=part), full_acc, cfg.n_boot, cfg.seed)
             for p1 in P1S:
-                r = cmp.paired_ratio_of_means(_final(sub, f"units_{p1}", method=part),
-                                              _final(sub, f"units_{p1}", method="sft"), cfg.n_boot, cfg.seed)
+                mine, full = _final(sub, f"units_{p1}", method=part), _final(sub, f"units_{p1}", method="sft")
+                r = cmp.paired_ratio_of_means(mine, full, cfg.n_boot, cfg.seed)
+                d = cmp.paired_difference(mine, full, cfg.n_boot, cfg.seed)
                 rows.append({"optimizer": opt, "lr": lr, "part": part, "p1": P1_LABEL[p1], "ratio_to_full": r.estimate,
-                             "ci_lo": r.ci[0], "ci_hi": r.ci[1], "accuracy_minus_full": acc.estimate,
-                             "n_seeds": r.n_seeds})
+                             "ci_lo": r.ci[0], "ci_hi": r.ci[1], "dL_minus_full": d.estimate,
+                             "accuracy_minus_full": acc.estimate, "n_seeds": r.n_seeds})
                 if part == "easy-only":
                     out.append(_verdict("hard_tokens_drive_degradation", "paper", r, f"{opt}, {P1_LABEL[p1]}",
                                         _note(cfg, r, f"mean ΔL(easy-only: loss of tokens with base p < {cfg.hard_p:g} "
                                                       f"truncated) / mean ΔL(full SFT), {opt} at LR {lr:g}, same steps.",
-                                              f"Accuracy easy-only − full: {format_ci(acc.estimate, *acc.ci)}.")))
+                                              f"Difference ΔL(easy-only) − ΔL(full): {format_ci(d.estimate, *d.ci)}; "
+                                              f"accuracy easy-only − full: {format_ci(acc.estimate, *acc.ci)}.")))
     return out, pd.DataFrame(rows)
 
 
