@@ -113,7 +113,7 @@ def test_cached_prefix_training_run_equals_the_uncached_run(tiny, one_thread):
         tail.read_positions(exs)
         a = train(tail, exs, tc, pad_id=0, progress=False)
         b = train(_frozen_prefix_copy(tiny.model, 1), exs, tc, pad_id=0, progress=False)
-        assert [r["train_nll"] for r in a.log] == pytest.approx([r["train_nll"] for r in b.log], rel=1e-5)
+        assert [r["loss"] for r in a.log] == pytest.approx([r["loss"] for r in b.log], rel=1e-5)
         batch = collate(exs, 0)
         with torch.no_grad():
             la = a.model(batch["input_ids"], batch["attention_mask"]).logits
@@ -425,6 +425,23 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
     figs = []
     llm.figures(res, lambda fig, name: figs.append(name))
     assert {"llm_frontier", "llm_envelope_measured", "llm_hard_vs_easy", "llm_advisor_held_out"} <= set(figs)
+
+
+def test_every_baseline_trains_through_the_core_on_the_tail(one_thread):
+    """LoRA (adapters on the blocks only, the head frozen), FLOW and DFT run on the tail via training.core;
+    step 0 is the base model's row; the runs move the model."""
+    from talr_theory.tiers.llm import Config, runs
+
+    cfg = Config.quick()
+    cfg.epochs = 1
+    env = runs.setup(cfg, formats=("label",))
+    base = env.domains["label"].measure.base_row
+    for run in ("lora", "flow", "dft"):
+        rows = runs.train_run(env, cfg, run, 5e-2, 0)
+        assert [r["method"] for r in rows] == [run] * len(rows) and all(r["status"] == "ok" for r in rows)
+        assert rows[0]["units_kl"] == base["units_kl"] and rows[0]["accuracy"] == base["accuracy"]
+        assert rows[-1]["dL_kl"] > 0 and rows[-1]["delta_star"] != 0
+    assert "lm_head" not in runs.LORA_TARGETS
 
 
 def test_config_errors_name_the_field():

@@ -5,7 +5,7 @@ What is trained: the last ``n_blocks`` blocks (+ final norm) on cached activatio
 WiSE-FT are its options, applied there). The head is computed only at the positions a loss or a
 measure reads (the response tokens of the domain examples; every position of the P1 units).
 
-A run is a unit of ``protocol.collect_units`` keyed by (run, lr, seed, optimizer, format): "sft+wise" is an
+A run is a resumable unit keyed by (run, lr, seed, optimizer, format): "sft+wise" is an
 SFT run whose checkpoints are also read on the WiSE-FT interpolation (no second training), "easy-only" /
 "hard-only" are SFT on the training set with the hard / easy tokens' loss truncated.
 """
@@ -155,7 +155,7 @@ def _label(run: str, alpha) -> str:
 
 
 def units(cfg: Config, env: Env | None = None) -> list[dict]:
-    """Every training run of the tier as a ``collect_units`` key (duplicates removed, order kept)."""
+    """Every training run of the tier as a key of the run table (duplicates removed, order kept)."""
     out = []
     wise = "wise-ft" in cfg.compare_methods
 
@@ -186,12 +186,23 @@ def units(cfg: Config, env: Env | None = None) -> list[dict]:
 
 
 def trajectories(env: Env, cfg: Config, out, progress: bool, keys: list[dict] | None = None) -> pd.DataFrame:
-    """Every run's checkpoint rows (resumable per run under ``out``), with ``pair_lr`` (the SFT LR it pairs with)."""
-    from talr_theory.tiers.protocol import collect_units
+    """Every run's checkpoint rows (resumable per run under ``out``), with ``pair_lr`` (the SFT LR it pairs with).
+
+    A run has many rows (checkpoints; WiSE-FT's α), so the stored rows are keyed by the run's key plus
+    method and step; a run is either complete in the table or absent (``protocol.ensure_rows``).
+    """
+    from tqdm.auto import tqdm
+
+    from talr_theory.tiers.protocol import ensure_rows, results_table
 
     keys = units(cfg) if keys is None else keys
-    traj = collect_units(out, "llm_runs", cfg, KEY, keys, lambda **k: train_run(env, cfg, **k), progress=progress,
-                         desc="llm runs")
+    table = results_table(out, "llm_runs", cfg, [*KEY, "method", "step"])
+    done = table.load() if table is not None else None
+    rows = []
+    for key in tqdm(keys, desc="llm runs", disable=not progress, leave=False):
+        for r in ensure_rows(table, done, key, lambda key=key: train_run(env, cfg, **key)):
+            rows.append({**r, **key})
+    traj = pd.DataFrame(rows)
     traj["pair_lr"] = np.where(traj["method"].eq("lora"), traj["lr"] / cfg.lora_lr_factor, traj["lr"])
     order = ["format", "optimizer", "method", "lr", "seed", "step"]
     return traj.sort_values(order, kind="stable").reset_index(drop=True)
