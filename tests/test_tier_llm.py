@@ -525,7 +525,10 @@ def test_advise_validate_on_llm_quick_cli(tmp_path, one_thread):
     args = ["advise", "--validate", "--on", "llm", "--quick", "--out", str(tmp_path / "o"), "--json", str(path)]
     assert cli.main(args) == 0
     got = json.loads(path.read_text())
-    assert got["model"] == "tiny-random" and got["n_cases"] == 3 and got["n_cases"] == len(got["cases"])
+    from talr_theory.tiers.llm import Config
+
+    n = len(Config.quick().advisor_eps_fracs)
+    assert got["model"] == "tiny-random" and got["n_cases"] == n and got["n_cases"] == len(got["cases"])
     assert list((tmp_path / "o" / "results").glob("llm_advisor_runs-*"))  # every new run is stored
     assert cli.main(args) == 0  # a rerun with the same --out reads the stored runs: the same cases
     again = json.loads(path.read_text())
