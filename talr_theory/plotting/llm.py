@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-P1_COLUMNS = (("dL_kl", "general degradation: KL to the base model on its samples (nats/sample)"),
-              ("dL_text", "general degradation: NLL change on real text (nats/block)"))
+P1_COLUMNS = (("dL_kl", "general degradation\nKL to the base model on its samples (nats/sample)"),
+              ("dL_text", "general degradation\nNLL change on real text (nats/block)"))
 
 
 def about(config: dict) -> str:
@@ -33,6 +33,7 @@ def _main(traj: pd.DataFrame) -> pd.DataFrame:
 def frontier(traj: pd.DataFrame, about_text: str = ""):
     """Held-out accuracy vs ΔL(P1) after the same epochs: one curve per method, one point per LR, seed spread as bars."""
     ok = _main(traj)
+    ok = ok[~ok["method"].str.endswith("-only")]  # the ablation's partial-loss runs are not methods
     last = ok.loc[ok.groupby(["method", "lr", "seed"])["step"].idxmax()]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
     for ax, (col, label) in zip(axes[0], P1_COLUMNS):
@@ -43,7 +44,7 @@ def frontier(traj: pd.DataFrame, about_text: str = ""):
                         capsize=2, color=f"C{i}", label=method)
             for r in s.itertuples():
                 ax.annotate(f"{r.lr:g}", (r.dl, r.acc), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(label)
+        ax.set_xlabel(label.replace("\n", ": "))
         ax.set_ylabel("held-out accuracy (teacher-forced exact match)")
         ax.legend(fontsize=7, title="method (points: learning rates)", title_fontsize=7)
     fig.suptitle(f"Accuracy vs general degradation after the same epochs (paper protocol)\n{about_text}", fontsize=9)

@@ -102,7 +102,7 @@ def frontier(traj: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
     """ΔL(P1) at equal held-out accuracy on each method's best LR; ``talr_vs_sft`` stricter verdicts."""
     runs = cmp.select(traj, format="label", optimizer="adamw")
     rows, out = [], []
-    methods = sorted(runs["method"].unique())
+    methods = sorted(m for m in runs["method"].unique() if not m.endswith("-only"))  # ablation runs are not methods
     for level in cfg.accuracy_levels:
         for p1 in P1S:
             pts = {m: cmp.frontier_point(runs, level, f"units_{p1}", method=m) for m in methods}
