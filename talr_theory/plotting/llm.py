@@ -123,6 +123,9 @@ def ablation(table: pd.DataFrame, about_text: str = ""):
         err = [np.nan_to_num(est - sub["ci_lo"].to_numpy(float)), np.nan_to_num(sub["ci_hi"].to_numpy(float) - est)]
         ax.errorbar(est, y, xerr=err, fmt="o", capsize=3)
         ax.axvline(1.0, color="grey", ls="--")
+        if not np.isfinite(est).any():
+            ax.text(0.5, 0.5, "ratio undefined: full SFT's mean ΔL ≤ 0\n(see the differences in the ablation table)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_yticks(y, [f"{r.part} ({r.optimizer}, acc {r.accuracy_minus_full:+.2f})" for r in sub.itertuples()])
         ax.set_xlabel("ΔL(P1) over ΔL(full SFT), same LR and steps")
         ax.set_title(p1)
