@@ -355,6 +355,49 @@ def test_finding1_paper_ratio_and_stricter_equal_accuracy_difference_flip():
     assert all(v.verdict == "disagrees" for v in claims.finding1(t, compare.final_rows(t), cfg))
 
 
+def _trajectories(cost: dict, n_units: int = 12, seeds=range(5)) -> pd.DataFrame:
+    """Runs with accuracy 0, 0.2, 0.6 and Δ* 0, 1, 3 at steps 0, 1, 2; ΔL per unit = cost[(method, lr)] × Δ* × w_u."""
+    rows = []
+    w = 1 + np.arange(n_units) / n_units
+    for (method, lr), c in cost.items():
+        for s in seeds:
+            for step, acc, gain in ((0, 0.0, 0.0), (1, 0.2, 1.0), (2, 0.6, 3.0)):
+                u = list(c * gain * w)
+                rows.append({"method": method, "lr": lr, "pair_lr": lr, "optimizer": "adamw", "format": "label",
+                             "seed": s, "step": step, "epoch": step, "status": "ok", "accuracy": acc,
+                             "delta_star": gain, "units_acc": [acc] * n_units, "units_kl": u, "units_text": u})
+    return pd.DataFrame(rows)
+
+
+def test_theorem_3_1_ratio_at_equal_gain_is_the_cost_ratio_and_flips():
+    from talr_theory.tiers.llm.config import Config
+    from talr_theory.tiers.llm.theorems import theorem_3_1
+
+    cfg = Config(lrs=(1e-4, 8e-4), n_boot=300)
+    vs, info = theorem_3_1(_trajectories({("sft", 1e-4): 0.5, ("sft", 8e-4): 2.0}), cfg, n_grid=3)
+    assert info["gain_grid"] == pytest.approx([1.0, 2.0, 3.0])
+    assert [v.verdict for v in vs] == ["agrees", "agrees"] and vs[0].estimate == pytest.approx(0.25)
+    vs, _ = theorem_3_1(_trajectories({("sft", 1e-4): 2.0, ("sft", 8e-4): 0.5}), cfg, n_grid=3)
+    assert [v.verdict for v in vs] == ["disagrees", "disagrees"] and vs[0].estimate == pytest.approx(4.0)
+
+
+def test_equal_accuracy_frontier_verdict_uses_each_methods_best_lr_and_flips():
+    from talr_theory.tiers.llm import claims
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 8e-4), accuracy_levels=(0.4,), n_boot=300)
+    # TALR's best LR costs 0.3 per unit gain, SFT's best 1.0; at accuracy 0.4 (Δ* = 2) ΔL = 2 × cost × w
+    traj = _trajectories({("sft", 1e-4): 1.0, ("sft", 8e-4): 3.0, ("talr", 1e-4): 0.9, ("talr", 8e-4): 0.3})
+    vs, table = claims.frontier(traj, cfg)
+    assert [v.verdict for v in vs] == ["agrees", "agrees"] and all(v.protocol == "stricter" for v in vs)
+    w = np.mean(1 + np.arange(12) / 12)
+    assert vs[0].estimate == pytest.approx(2 * (0.3 - 1.0) * w)
+    best = table[table["p1"].eq("P1=q0")].set_index("method")["best_lr"]
+    assert best["talr"] == 8e-4 and best["sft"] == 1e-4
+    traj = _trajectories({("sft", 1e-4): 0.3, ("talr", 1e-4): 1.0})
+    assert [v.verdict for v in claims.frontier(traj, cfg)[0]] == ["disagrees", "disagrees"]
+
+
 def test_label_only_lambda_max_ratio_from_unit_lines_flips():
     from talr_theory.tiers.llm import claims
     from talr_theory.tiers.llm.config import Config
