@@ -487,6 +487,16 @@ def test_every_baseline_trains_through_the_core_on_the_tail(one_thread):
     assert "lm_head" not in runs.LORA_TARGETS
 
 
+def test_lora_runs_pair_with_the_sft_lr_they_were_scaled_from():
+    from talr_theory.tiers.llm import Config
+    from talr_theory.tiers.llm.runs import pair_lr, units
+
+    cfg = Config(lrs=(1e-4, 3e-4, 9e-4), compare_lrs=(3e-4, 9e-4), lora_lr_factor=7.0)
+    lora = [k["lr"] for k in units(cfg) if k["run"] == "lora"]
+    assert sorted({pair_lr(cfg, "lora", lr) for lr in lora}) == [3e-4, 9e-4]
+    assert pair_lr(cfg, "sft", 3e-4) == 3e-4
+
+
 def test_config_errors_name_the_field():
     from talr_theory.tiers import llm
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -203,9 +202,17 @@ def trajectories(env: Env, cfg: Config, out, progress: bool, keys: list[dict] | 
         for r in ensure_rows(table, done, key, lambda key=key: train_run(env, cfg, **key)):
             rows.append({**r, **key})
     traj = pd.DataFrame(rows)
-    traj["pair_lr"] = np.where(traj["method"].eq("lora"), traj["lr"] / cfg.lora_lr_factor, traj["lr"])
+    traj["pair_lr"] = [pair_lr(cfg, m, lr) for m, lr in zip(traj["method"], traj["lr"])]
     order = ["format", "optimizer", "method", "lr", "seed", "step"]
     return traj.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def pair_lr(cfg: Config, method: str, lr: float) -> float:
+    """The SFT learning rate a run is compared with: its own, or for LoRA the grid LR it was scaled from."""
+    if method != "lora":
+        return float(lr)
+    target = lr / cfg.lora_lr_factor  # the grid value itself, not its floating-point round trip
+    return float(min(cfg.lrs, key=lambda x: abs(x - target)))
 
 
 def format_lines(env: Env, cfg: Config) -> pd.DataFrame:
