@@ -1,4 +1,5 @@
-"""The real-model tier: its pieces (KL, tail model, probes, masks, λ_max interpolation) and the protocol contract."""
+"""The real-model tier: its pieces (KL, tail model, probes, masks, λ_max interpolation), its claim computations on
+constructed frames with known answers (and one flip per claim), and the stage protocol on tiny-random."""
 
 from __future__ import annotations
 
@@ -69,6 +70,61 @@ def test_tail_model_equals_full_model_on_real_positions(tiny, one_thread):
     assert len(tail.inner.model.layers) == 1
 
 
+def test_tail_prefix_pass_and_sparse_head_equal_the_full_model(tiny, one_thread):
+    """The prefix pass stops at block L - k and the head runs only at registered positions: same logits there."""
+    from talr_theory.training.tail import TailLM
+
+    exs = [EncodedExample("a", [1, 5, 9, 12, 7, 8], [IGNORE, IGNORE, IGNORE, 12, 7, 8]),
+           EncodedExample("b", [1, 3, 4], [IGNORE, IGNORE, 4])]
+    batch = collate(exs, 0)
+    tail = TailLM(tiny.model, 1)
+    tail.read_positions(exs)
+    assert tail.reads[(1, 3, 4)] == [1] and tail.reads[(1, 5, 9, 12, 7, 8)] == [2, 3, 4]
+    with torch.no_grad():
+        full = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        part = tail(batch["input_ids"], batch["attention_mask"]).logits
+    for i, ex in enumerate(exs):
+        read = tail.reads[tuple(ex.input_ids)]
+        assert torch.allclose(part[i, read], full[i, read], atol=1e-5)
+        others = [t for t in range(len(ex.input_ids)) if t not in read]
+        assert (part[i, others] == 0).all()  # never computed
+
+
+def _frozen_prefix_copy(model, n_blocks):
+    full = copy.deepcopy(model)
+    for p in full.parameters():
+        p.requires_grad_(False)
+    for layer in list(full.model.layers)[-n_blocks:]:
+        layer.requires_grad_(True)
+    full.model.norm.requires_grad_(True)
+    return full
+
+
+def test_cached_prefix_training_run_equals_the_uncached_run(tiny, one_thread):
+    """A training run on the tail (cached prefix, sparse head) equals the full model with a frozen prefix."""
+    from talr_theory.training.config import TrainConfig
+    from talr_theory.training.core import train
+    from talr_theory.training.tail import TailLM
+
+    exs = [EncodedExample(f"e{k}", [1, 5 + k, 9, 12 + k, 7, 8], [IGNORE, IGNORE, IGNORE, 12 + k, 7, 8]) for k in range(6)]
+    for method in ("sft", "talr"):
+        tc = TrainConfig(method=method, lr=1e-2, steps=4, batch_size=3, eval_every=2, seed=3)
+        tail = TailLM(tiny.model, 1)
+        tail.read_positions(exs)
+        a = train(tail, exs, tc, pad_id=0, progress=False)
+        b = train(_frozen_prefix_copy(tiny.model, 1), exs, tc, pad_id=0, progress=False)
+        assert [r["loss"] for r in a.log] == pytest.approx([r["loss"] for r in b.log], rel=1e-5)
+        batch = collate(exs, 0)
+        with torch.no_grad():
+            la = a.model(batch["input_ids"], batch["attention_mask"]).logits
+            lb = b.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        for i, ex in enumerate(exs):
+            read = tail.reads[tuple(ex.input_ids)]
+            assert torch.allclose(la[i, read], lb[i, read], atol=1e-4)
+        assert not torch.allclose(lb, tiny.model(input_ids=batch["input_ids"],
+                                                 attention_mask=batch["attention_mask"]).logits)  # it trained
+
+
 def test_probe_group_nests_insertions_and_supervises_easy_tokens():
     from talr_theory.tiers.llm import probe_group
 
@@ -136,34 +192,320 @@ def test_facts_domain_answers_are_located_and_templates_held_out(tiny):
         load_sft("facts:many")
 
 
+def test_facts_rationale_format_holds_the_same_answer_span(tiny):
+    from talr_theory.data.encode import encode_examples
+    from talr_theory.data.facts import answer_spans, load_facts
+
+    label, rat = load_facts(6, split="eval"), load_facts(6, split="eval", response="rationale")
+    assert [e.meta["answer"] for e in label] == [e.meta["answer"] for e in rat]
+    for a, b in zip(label, rat):
+        assert b.response.endswith(a.response) and len(b.response) > len(a.response)
+    enc = encode_examples(rat, tiny.tokenizer).examples
+    for ex, e, (lo, hi) in zip(rat, enc, answer_spans(rat, enc, tiny.tokenizer)):
+        assert tiny.tokenizer.decode(e.input_ids[lo:hi]).strip() == ex.meta["answer"]
+    with pytest.raises(ValueError, match="response format"):
+        load_facts(3, response="cot")
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Claim computations on constructed frames (answers known in advance)
+
+
+def test_paired_difference_and_ratio_of_means_by_hand():
+    from talr_theory.tiers.llm import compare as cmp
+
+    a = {0: np.array([1.0, 2.0, 3.0]), 1: np.array([2.0, 2.0, np.nan]), 7: np.array([9.0, 9.0, 9.0])}
+    b = {0: np.array([0.0, 0.0, 0.0]), 1: np.array([1.0, 1.0, 1.0])}
+    d = cmp.paired_difference(a, b, n_boot=200)
+    # seed 7 has no partner; seed 1's NaN unit is dropped and counted: differences 1, 2, 3, 1, 1
+    assert d.estimate == pytest.approx(8 / 5) and d.n_seeds == 2 and d.n_units == 2 and d.n_dropped == 1
+    assert d.ci[0] <= d.estimate <= d.ci[1]
+    r = cmp.paired_ratio_of_means({0: np.array([-1.0, 3.0])}, {0: np.array([1.0, 1.0])}, n_boot=200)
+    assert r.estimate == pytest.approx(1.0) and r.n_dropped == 0  # a ΔL ≤ 0 stays in (no log of a ratio)
+    const = cmp.paired_difference({s: np.full(12, 0.25) for s in range(5)}, {s: np.zeros(12) for s in range(5)})
+    assert const.ci == pytest.approx((0.25, 0.25))
+    with pytest.raises(ValueError, match="same units"):
+        cmp.pair({0: np.ones(3)}, {0: np.ones(4)})
+
+
+def _run(accs, units, **kw):
+    return pd.DataFrame({"step": list(range(len(accs))), "accuracy": accs, "units_kl": units, "status": "ok", **kw})
+
+
+def test_units_at_accuracy_interpolates_between_measured_checkpoints_only():
+    from talr_theory.tiers.llm.compare import units_at_accuracy
+
+    run = _run([0.0, 0.2, 0.6, 0.8], [[0, 0], [1, 1], [3, 5], [4, 4]])
+    assert units_at_accuracy(run, 0.4, "units_kl") == pytest.approx([2.0, 3.0])
+    assert units_at_accuracy(run, 0.6, "units_kl") == pytest.approx([3.0, 5.0])
+    assert units_at_accuracy(run, 0.1, "units_kl") is None   # passed before the first measured checkpoint
+    assert units_at_accuracy(run, 0.9, "units_kl") is None   # never reached
+
+
+def test_frontier_point_picks_the_least_costly_lr_that_every_seed_brackets():
+    from talr_theory.tiers.llm.compare import frontier_point
+
+    rows = []
+    for seed in (0, 1):
+        rows.append(_run([0.0, 0.2, 0.6], [[0], [1], [3]], lr=1e-3, seed=seed, method="sft"))   # ΔL 2 at 0.4
+        rows.append(_run([0.0, 0.2, 0.6], [[0], [0.5], [1.5]], lr=2e-3, seed=seed, method="sft"))  # ΔL 1 at 0.4
+        # the cheapest LR, but seed 1 never reaches 0.4: it may not compete
+        rows.append(_run([0.0, 0.2, 0.6 if seed == 0 else 0.3], [[0], [0.1], [0.2]], lr=4e-3, seed=seed, method="sft"))
+    lr, units = frontier_point(pd.concat(rows), 0.4, "units_kl", method="sft")
+    assert lr == 2e-3 and units[0] == pytest.approx([1.0]) and set(units) == {0, 1}
+
+
+def test_selection_rule_takes_the_best_accuracy_within_the_tolerance():
+    from talr_theory.tiers.llm.compare import selection_rule
+
+    t = pd.DataFrame({"method": ["sft"] * 4 + ["talr"] * 2, "lr": [1, 1, 2, 2, 1, 1], "step": [0, 1, 0, 1, 0, 1],
+                      "seed": 0, "epoch": [0, 1, 0, 1, 0, 1], "status": "ok",
+                      "accuracy": [0.1, 0.5, 0.1, 0.9, 0.1, 0.6], "dL_kl": [0.0, 0.2, 0.0, 0.8, 0.0, 0.1]})
+    best = selection_rule(t, 0.3, "dL_kl").set_index("method")
+    assert best.loc["sft", "accuracy"] == 0.5 and best.loc["sft", "lr"] == 1
+    assert best.loc["talr", "accuracy"] == 0.6
+    assert selection_rule(t, 1.0, "dL_kl").set_index("method").loc["sft", "accuracy"] == 0.9
+
+
+def _final_frame(spec: dict, n_units: int = 12, seeds=range(5)) -> pd.DataFrame:
+    """Last-checkpoint rows: spec maps (method, lr, optimizer, format) -> (accuracy per unit, ΔL per unit)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (method, lr, opt, fmt), (acc, dl) in spec.items():
+        for s in seeds:
+            noise = rng.normal(0, 0.01, n_units)
+            kl = list(dl * (1 + np.arange(n_units) / n_units) + noise)
+            rows.append({"method": method, "lr": lr, "pair_lr": lr, "optimizer": opt, "format": fmt, "seed": s,
+                         "step": 10, "epoch": 10, "status": "ok", "accuracy": acc,
+                         "units_acc": [1.0] * round(acc * n_units) + [0.0] * (n_units - round(acc * n_units)),
+                         "units_kl": kl, "units_text": kl})
+    return pd.DataFrame(rows)
+
+
+def _verdicts(vs, claim, protocol="paper"):
+    return [v for v in vs if v.claim.split("[")[0] == claim and v.protocol == protocol]
+
+
+def test_talr_paper_protocol_verdicts_flip_with_the_data():
+    from talr_theory.tiers.llm import claims
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 4e-4), n_boot=300)
+    good = _final_frame({("sft", 4e-4, "adamw", "label"): (0.5, 2.0), ("talr", 4e-4, "adamw", "label"): (0.5, 1.0)})
+    vs = claims.talr_paper(good, cfg)
+    ratio = _verdicts(vs, "talr_vs_sft")
+    assert len(ratio) == 2 and all(v.verdict == "agrees" and v.n_seeds == 5 for v in ratio)
+    assert ratio[0].estimate == pytest.approx(0.5, rel=0.02)
+    dom = _verdicts(vs, "talr_comparable_domain")[0]
+    assert dom.estimate == pytest.approx(0.0) and dom.verdict == "agrees" and "Last 4 blocks" in dom.note
+    bad = _final_frame({("sft", 4e-4, "adamw", "label"): (0.5, 1.0), ("talr", 4e-4, "adamw", "label"): (0.25, 2.0)})
+    vs = claims.talr_paper(bad, cfg)
+    assert all(v.verdict == "disagrees" for v in vs)
+    assert _verdicts(vs, "talr_comparable_domain")[0].estimate == pytest.approx(-0.25)
+
+
+def test_ablation_ratios_are_raw_degradations_against_full_sft_and_flip():
+    from talr_theory.tiers.llm import claims
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 4e-4), ablation_optimizers=("adamw", "sgd"), sgd_lr=0.1, n_boot=300)
+    spec = {}
+    for opt, lr in (("adamw", 4e-4), ("sgd", 0.1)):
+        spec[("sft", lr, opt, "label")] = (0.6, 2.0)
+        spec[("easy-only", lr, opt, "label")] = (0.0, 0.5)   # no division by Δ*: accuracy 0 does not matter
+        spec[("hard-only", lr, opt, "label")] = (0.5, 3.0)
+    vs, table = claims.ablation(_final_frame(spec), cfg)
+    assert len(vs) == 4 and all(v.verdict == "agrees" for v in vs)
+    easy = table[table["part"].eq("easy-only")]
+    assert easy["ratio_to_full"].to_numpy() == pytest.approx(0.25, rel=0.02)
+    assert table[table["part"].eq("hard-only")]["ratio_to_full"].to_numpy() == pytest.approx(1.5, rel=0.02)
+    assert easy["accuracy_minus_full"].to_numpy() == pytest.approx(-0.6, abs=0.05)
+    for key in list(spec):
+        if key[0] == "easy-only":
+            spec[key] = (0.0, 4.0)
+    vs, _ = claims.ablation(_final_frame(spec), cfg)
+    assert all(v.verdict == "disagrees" for v in vs)
+
+
+def test_finding1_paper_ratio_and_stricter_equal_accuracy_difference_flip():
+    from talr_theory.tiers.llm import claims, compare
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 8e-4), accuracy_levels=(0.4,), n_boot=300)
+
+    def traj(dl_small, dl_large):
+        rows = []
+        for s in range(5):
+            for lr, dl in ((1e-4, dl_small), (8e-4, dl_large)):
+                for step, acc in ((0, 0.0), (1, 0.2), (2, 0.6)):
+                    rows.append({"method": "sft", "lr": lr, "pair_lr": lr, "optimizer": "adamw", "format": "label",
+                                 "seed": s, "step": step, "epoch": step, "status": "ok", "accuracy": acc,
+                                 "units_acc": [acc] * 12, "units_kl": list(dl * step * (1 + np.arange(12) / 12)),
+                                 "units_text": list(dl * step * np.ones(12))})
+        return pd.DataFrame(rows)
+
+    t = traj(0.5, 2.0)
+    vs = claims.finding1(t, compare.final_rows(t), cfg)
+    assert all(v.verdict == "agrees" for v in vs)
+    stricter = _verdicts(vs, "finding1_small_lr", "stricter")
+    assert stricter[1].estimate == pytest.approx(0.5 * 1.5 - 2.0 * 1.5)  # ΔL at accuracy 0.4 = dl × 1.5 (text)
+    t = traj(2.0, 0.5)
+    assert all(v.verdict == "disagrees" for v in claims.finding1(t, compare.final_rows(t), cfg))
+
+
+def _trajectories(cost: dict, n_units: int = 12, seeds=range(5)) -> pd.DataFrame:
+    """Runs with accuracy 0, 0.2, 0.6 and Δ* 0, 1, 3 at steps 0, 1, 2; ΔL per unit = cost[(method, lr)] × Δ* × w_u."""
+    rows = []
+    w = 1 + np.arange(n_units) / n_units
+    for (method, lr), c in cost.items():
+        for s in seeds:
+            for step, acc, gain in ((0, 0.0, 0.0), (1, 0.2, 1.0), (2, 0.6, 3.0)):
+                u = list(c * gain * w)
+                rows.append({"method": method, "lr": lr, "pair_lr": lr, "optimizer": "adamw", "format": "label",
+                             "seed": s, "step": step, "epoch": step, "status": "ok", "accuracy": acc,
+                             "delta_star": gain, "units_acc": [acc] * n_units, "units_kl": u, "units_text": u})
+    return pd.DataFrame(rows)
+
+
+def test_theorem_3_1_ratio_at_equal_gain_is_the_cost_ratio_and_flips():
+    from talr_theory.tiers.llm.config import Config
+    from talr_theory.tiers.llm.theorems import theorem_3_1
+
+    cfg = Config(lrs=(1e-4, 8e-4), n_boot=300)
+    vs, info = theorem_3_1(_trajectories({("sft", 1e-4): 0.5, ("sft", 8e-4): 2.0}), cfg, n_grid=3)
+    assert info["gain_grid"] == pytest.approx([1.0, 2.0, 3.0])
+    assert [v.verdict for v in vs] == ["agrees", "agrees"] and vs[0].estimate == pytest.approx(0.25)
+    vs, _ = theorem_3_1(_trajectories({("sft", 1e-4): 2.0, ("sft", 8e-4): 0.5}), cfg, n_grid=3)
+    assert [v.verdict for v in vs] == ["disagrees", "disagrees"] and vs[0].estimate == pytest.approx(4.0)
+
+
+def test_equal_accuracy_frontier_verdict_uses_each_methods_best_lr_and_flips():
+    from talr_theory.tiers.llm import claims
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 8e-4), accuracy_levels=(0.4,), n_boot=300)
+    # TALR's best LR costs 0.3 per unit gain, SFT's best 1.0; at accuracy 0.4 (Δ* = 2) ΔL = 2 × cost × w
+    traj = _trajectories({("sft", 1e-4): 1.0, ("sft", 8e-4): 3.0, ("talr", 1e-4): 0.9, ("talr", 8e-4): 0.3})
+    vs, table = claims.frontier(traj, cfg)
+    assert [v.verdict for v in vs] == ["agrees", "agrees"] and all(v.protocol == "stricter" for v in vs)
+    w = np.mean(1 + np.arange(12) / 12)
+    assert vs[0].estimate == pytest.approx(2 * (0.3 - 1.0) * w)
+    best = table[table["p1"].eq("P1=q0")].set_index("method")["best_lr"]
+    assert best["talr"] == 8e-4 and best["sft"] == 1e-4
+    traj = _trajectories({("sft", 1e-4): 0.3, ("talr", 1e-4): 1.0})
+    assert [v.verdict for v in claims.frontier(traj, cfg)[0]] == ["disagrees", "disagrees"]
+
+
+def test_label_only_lambda_max_ratio_from_unit_lines_flips():
+    from talr_theory.tiers.llm import claims
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 4e-4), format_epsilons=(0.01, 0.1), n_boot=300)
+    lams = 1e-3 * 2.0 ** np.arange(14)
+
+    def lines(c_label, c_rat):
+        rows = []
+        for fmt, c in (("label", c_label), ("rationale", c_rat)):
+            k = c * (1 + np.arange(12) / 12)
+            for lam in lams:
+                rows.append({"format": fmt, "lam": lam, "base_s": 1.0 if fmt == "label" else 3.0,
+                             "units_kl": list(k * lam**2), "units_text": list(k * lam**2)})
+        return pd.DataFrame(rows)
+
+    final = _final_frame({("sft", 4e-4, "adamw", "label"): (0.5, 1.0), ("sft", 4e-4, "adamw", "rationale"): (0.5, 2.0)})
+    vs, table = claims.formats(lines(1.0, 4.0), final, cfg)
+    # ΔL = c λ² ⇒ λ_max = sqrt(ε/c): label / rationale = sqrt(4) = 2 for every unit and ε
+    assert [v.verdict for v in vs] == ["agrees", "agrees"] and vs[0].estimate == pytest.approx(2.0, rel=1e-6)
+    assert table["dL_label_minus_rationale"].to_numpy() == pytest.approx(-1.0 * np.mean(1 + np.arange(12) / 12), rel=0.05)
+    assert table["s_label"].iloc[0] == 1.0 and table["s_rationale"].iloc[0] == 3.0
+    vs, _ = claims.formats(lines(4.0, 1.0), final, cfg)
+    assert [v.verdict for v in vs] == ["disagrees", "disagrees"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage on tiny-random (a pipeline check: no number here is evidence)
+
+
+def _small(cfg):
+    cfg.methods, cfg.lrs, cfg.seeds, cfg.epochs = ("sft", "talr"), (3e-3, 1e-2), (0, 1), 1
+    cfg.compare_methods, cfg.compare_lrs, cfg.ablation_optimizers = ("l2", "wise-ft"), (1e-2,), ("sgd",)
+    cfg.n_groups, cfg.s_values = 3, (1, 2)
+    cfg.advisor_grid_lrs, cfg.advisor_eps_fracs = (5e-3,), (0.3, 0.7)
+    return cfg
+
+
 def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
     from talr_theory.tiers import llm
 
-    cfg = llm.Config.quick()
-    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 1e-2), 3, ("l2",), 3, (1, 2)
-    cfg.advisor_grid_lrs, cfg.advisor_eps_fracs = (5e-3,), (0.3, 0.7)
+    cfg = _small(llm.Config.quick())
     res = llm.run(cfg, out=tmp_path, progress=False)
     assert res.tier == llm.NAME == "llm"
-    claims = {v.claim.split("[")[0] for v in res.verdicts}
-    assert {"thm3.1_lr_at_equal_gain", "talr_vs_sft_at_equal_gain", "hard_tokens_drive_degradation",
-            "thm3.2_eps_exponent"} <= claims
-    assert set(res.info["accuracy"]) >= {"base", "best"}
+    claims = {(v.claim.split("[")[0], v.protocol) for v in res.verdicts}
+    assert {("talr_vs_sft", "paper"), ("talr_comparable_domain", "paper"), ("finding1_small_lr", "paper"),
+            ("talr_vs_sft", "stricter"), ("hard_tokens_drive_degradation", "paper"),
+            ("label_only_loosens_lr", "paper"), ("thm3.1_smaller_steps", "paper")} <= claims
+    assert all("trained" in v.note for v in res.verdicts)
+    paper = [v for v in res.verdicts if v.claim.startswith("talr_vs_sft") and v.protocol == "paper"]
+    assert all(v.n_seeds == 2 for v in paper)
+    assert res.info["n_eval_prompts"] == 12 and set(res.info["accuracy"]) >= {"base", "best"}
     traj = res.frames["trajectories"]
-    # every trajectory is measured at every step; KL and text change are exactly zero at step 0
-    assert set(traj["step"]) == set(range(cfg.steps + 1))
+    steps, every = cfg.steps_for(res.info["n_train_examples"])
+    assert set(traj["step"]) == {0, *range(every, steps + 1, every)}
     zero = traj[traj["step"] == 0]
     assert (zero["dL_kl"] == 0).all() and (zero["dL_text"] == 0).all() and (zero["delta_star"] == 0).all()
-    assert set(traj["method"]) == {"sft", "talr", "l2", "hard-only", "easy-only"}
-    # resuming reads the persisted rows back instead of recomputing them
-    again = llm.run(cfg, out=tmp_path, progress=False)
-    pd.testing.assert_frame_equal(again.frames["trajectories"].reset_index(drop=True), traj.reset_index(drop=True),
-                                  check_like=True)
+    assert set(traj["method"]) == {"sft", "talr", "l2", "wise-ft", "hard-only", "easy-only"}
+    assert set(traj.loc[traj["optimizer"].eq("sgd"), "method"]) == {"sft", "hard-only", "easy-only"}
+    assert set(traj.loc[traj["format"].eq("rationale"), "method"]) == {"sft"}
+    # WiSE-FT shares the SFT run: at step 0 both are the base model, afterwards they differ
+    w = traj[traj["method"].isin(["sft", "wise-ft"]) & traj["lr"].eq(1e-2) & traj["optimizer"].eq("adamw")
+             & traj["format"].eq("label") & traj["step"].eq(steps)]
+    assert len(w) == 4 and w.groupby("seed")["dL_kl"].nunique().eq(2).all()
+    again = llm.run(cfg, out=tmp_path, progress=False)  # resuming reads the stored runs back
+    pd.testing.assert_frame_equal(again.frames["trajectories"], traj, check_like=True)
     _check_advisor_part(res, cfg)
-    pd.testing.assert_frame_equal(again.frames["advisor_cases"], res.frames["advisor_cases"])
-    pd.testing.assert_frame_equal(again.frames["advisor_runs"], res.frames["advisor_runs"])
     figs = []
     llm.figures(res, lambda fig, name: figs.append(name))
-    assert len(figs) == 6 and "llm_advisor_held_out" in figs
+    assert {"llm_frontier", "llm_envelope_measured", "llm_hard_vs_easy", "llm_advisor_held_out"} <= set(figs)
+
+
+def test_every_baseline_trains_through_the_core_on_the_tail(one_thread):
+    """LoRA (adapters on the blocks only, the head frozen), FLOW and DFT run on the tail via training.core;
+    step 0 is the base model's row; the runs move the model."""
+    from talr_theory.tiers.llm import Config, runs
+
+    cfg = Config.quick()
+    cfg.epochs = 1
+    env = runs.setup(cfg, formats=("label",))
+    base = env.domains["label"].measure.base_row
+    for run in ("lora", "flow", "dft"):
+        rows = runs.train_run(env, cfg, run, 5e-2, 0)
+        assert [r["method"] for r in rows] == [run] * len(rows) and all(r["status"] == "ok" for r in rows)
+        assert rows[0]["units_kl"] == base["units_kl"] and rows[0]["accuracy"] == base["accuracy"]
+        assert rows[-1]["dL_kl"] > 0 and rows[-1]["delta_star"] != 0
+    assert "lm_head" not in runs.LORA_TARGETS
+
+
+def test_lora_runs_pair_with_the_sft_lr_they_were_scaled_from():
+    from talr_theory.tiers.llm import Config
+    from talr_theory.tiers.llm.runs import pair_lr, units
+
+    cfg = Config(lrs=(1e-4, 3e-4, 9e-4), compare_lrs=(3e-4, 9e-4), lora_lr_factor=7.0)
+    lora = [k["lr"] for k in units(cfg) if k["run"] == "lora"]
+    assert sorted({pair_lr(cfg, "lora", lr) for lr in lora}) == [3e-4, 9e-4]
+    assert pair_lr(cfg, "sft", 3e-4) == 3e-4
+
+
+def test_config_errors_name_the_field():
+    from talr_theory.tiers import llm
+
+    for field, value in (("compare_lrs", (0.5,)), ("paper_lr", 0.5), ("methods", ("talr",)),
+                         ("ablation_optimizers", ("adam",)), ("accuracy_levels", (1.5,))):
+        cfg = llm.Config.quick()
+        setattr(cfg, field, value)
+        with pytest.raises(ValueError, match=field):
+            llm.run(cfg, progress=False)
 
 
 def _check_advisor_part(res, cfg):
@@ -184,7 +526,8 @@ def _check_advisor_part(res, cfg):
         return src.rename(columns={"dL_kl": "delta_L"})
 
     gain = float(cases["gain"].iloc[0])
-    sft = traj[traj["method"].eq("sft") & traj["seed"].isin(cfg.seeds) & traj["lr"].isin(cfg.lrs)]
+    sft = traj[traj["method"].eq("sft") & traj["seed"].isin(cfg.seeds) & traj["lr"].isin(cfg.lrs)
+               & traj["optimizer"].eq("adamw") & traj["format"].eq("label")]
     pilot_reach = sft.groupby(["lr", "seed"])["delta_star"].max()
     assert gain == pytest.approx(cfg.advisor_gain_fraction * pilot_reach.min())
     grid_dl = [observed_at_gain(held_out(lr), gain) for lr in sorted({*cfg.lrs, *cfg.advisor_grid_lrs})]
@@ -195,6 +538,7 @@ def _check_advisor_part(res, cfg):
     for r in cases[cases["status"].eq("ok")].itertuples():
         assert r.observed_delta_L == pytest.approx(observed_at_gain(held_out(r.recommended_lr), gain))
         assert r.within_epsilon == (r.observed_delta_L <= r.epsilon * (1 + 1e-9))
+
 
 
 def test_advise_validate_on_llm_cli_honours_model(tmp_path, monkeypatch, one_thread):
@@ -209,7 +553,7 @@ def test_advise_validate_on_llm_cli_honours_model(tmp_path, monkeypatch, one_thr
 
     def small(seed=0):
         c = quick(seed=seed)
-        c.model, c.lrs, c.compare_lr, c.steps = "no-such-model", (3e-3, 1e-2), 1e-2, 2
+        c.model, c.lrs, c.compare_lrs, c.epochs = "no-such-model", (3e-3, 1e-2), (1e-2,), 1
         c.advisor_grid_lrs, c.advisor_eps_fracs = (5e-3,), (0.5,)
         return c
 
@@ -234,32 +578,14 @@ def test_advise_validate_on_llm_quick_cli(tmp_path, one_thread):
     args = ["advise", "--validate", "--on", "llm", "--quick", "--out", str(tmp_path / "o"), "--json", str(path)]
     assert cli.main(args) == 0
     got = json.loads(path.read_text())
-    assert got["model"] == "tiny-random" and got["n_cases"] == 3 and got["n_cases"] == len(got["cases"])
+    from talr_theory.tiers.llm import Config
+
+    n = len(Config.quick().advisor_eps_fracs)
+    assert got["model"] == "tiny-random" and got["n_cases"] == n and got["n_cases"] == len(got["cases"])
     assert list((tmp_path / "o" / "results").glob("llm_advisor_runs-*"))  # every new run is stored
     assert cli.main(args) == 0  # a rerun with the same --out reads the stored runs: the same cases
     again = json.loads(path.read_text())
     assert again["cases"] == got["cases"]
-
-
-@pytest.mark.slow
-def test_tier_is_deterministic_for_a_seed(one_thread):
-    from talr_theory.tiers import llm
-
-    cfg = llm.Config.quick()
-    cfg.lrs, cfg.steps, cfg.compare_methods, cfg.n_groups, cfg.s_values = (3e-3, 1e-2), 2, (), 3, (1, 2)
-    a, b = llm.run(cfg, progress=False), llm.run(cfg, progress=False)
-    for name in ("trajectories", "lambda_max", "probe_check"):
-        pd.testing.assert_frame_equal(a.frames[name], b.frames[name])
-    assert [v.to_dict() for v in a.verdicts] == [v.to_dict() for v in b.verdicts]
-
-
-def test_config_errors_name_the_field():
-    from talr_theory.tiers import llm
-
-    cfg = llm.Config.quick()
-    cfg.compare_lr = 0.5
-    with pytest.raises(ValueError, match="compare_lr"):
-        llm.run(cfg, progress=False)
 
 
 @pytest.mark.slow
@@ -276,3 +602,25 @@ def test_advise_validate_on_llm_default_smollm2(tmp_path):
     for case in got["cases"]:
         if case["status"] == "ok":
             assert math.isfinite(case["observed_delta_L"]) and case["inside_pilot_range"]
+
+
+@pytest.mark.slow
+def test_full_model_paper_protocol_beside_the_proxy(one_thread):
+    """The proxy check: TALR vs SFT at the paper's protocol with every parameter trained, one LR × 3 seeds
+    (SmolLM2-135M; tens of minutes on 2 cores). Records both verdict sets; asserts only that they are complete."""
+    from talr_theory.tiers.llm import claims, compare, runs
+    from talr_theory.tiers.llm.config import Config
+
+    verdicts = {}
+    for full in (False, True):
+        cfg = Config(seeds=(0, 1, 2), full_model=full, n_boot=500)
+        env = runs.setup(cfg, formats=("label",))
+        keys = [{"run": m, "lr": cfg.resolved_paper_lr(), "seed": s, "optimizer": "adamw", "format": "label"}
+                for m in ("sft", "talr") for s in cfg.seeds]
+        traj = runs.trajectories(env, cfg, None, False, keys)
+        verdicts[full] = claims.talr_paper(compare.final_rows(traj), cfg)
+        assert all(v.n_seeds == 3 for v in verdicts[full])
+        assert all(("Every parameter" in v.note) == full for v in verdicts[full])
+    for a, b in zip(verdicts[False], verdicts[True]):
+        print(f"{a.claim}: proxy {a.estimate:.3g} [{a.ci_lo:.3g}, {a.ci_hi:.3g}] {a.verdict}; "
+              f"full model {b.estimate:.3g} [{b.ci_lo:.3g}, {b.ci_hi:.3g}] {b.verdict}")

@@ -6,15 +6,22 @@ asked with several paraphrased prompt templates; the training split uses the fir
 evaluation split the held-out last one, so accuracy measures recall of the fact from a prompt the
 model was never trained on, not copying of a training string.
 
-The response restates the subject before the answer (" Mara Velk lives in Paris."), so it holds easy
-tokens (the copied name, the relation words) and hard ones (the answer) — the mix the paper's token
-analysis is about. ``meta["answer"]`` is the answer string and ``meta["answer_prefix"]`` the part of
+Two supervision formats of the same facts (one data spec, ``response=``):
+
+- ``label``: the response restates the subject before the answer (" Mara Velk lives in Paris."), so it
+  holds easy tokens (the copied name, the relation words) and hard ones (the answer) — the mix the
+  paper's token analysis is about;
+- ``rationale``: a short rationale precedes the same statement (" The record of Mara Velk lists a
+  home city. Mara Velk lives in Paris."), the analogue of supervising with reasoning.
+
+Both end in the same answer tokens, so accuracy is read on the same span in both. ``meta["answer"]`` is the answer string and ``meta["answer_prefix"]`` the part of
 the response before it, from which the answer's token span is found after encoding
 (:func:`answer_spans`). Accuracy is teacher-forced exact match on that span: every answer token is the
 model's most likely token given the prompt and the preceding response tokens (one forward pass, no
 generation).
 
-Spec: ``facts`` or ``facts:N`` (N facts, default 48), deterministic by ``seed``.
+Spec: ``facts`` or ``facts:N`` (N facts, default 96: 96 held-out prompts, 192 training examples),
+deterministic by ``seed``.
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ import numpy as np
 
 from talr_theory.data.records import SFTExample
 
-DEFAULT_N_FACTS = 48
+DEFAULT_N_FACTS = 96
+RESPONSES = ("label", "rationale")
 
 FIRST = ("Mara", "Tovin", "Lisel", "Orrin", "Keva", "Dacen", "Ysolde", "Brannic", "Telma", "Quillon",
          "Ansel", "Rivka", "Jorun", "Pell", "Saffa", "Idris", "Nolwen", "Caspar", "Wenna", "Elric")
 LAST = ("Velk", "Amberlow", "Crannoch", "Dusk", "Fennimore", "Gallow", "Harth", "Ivers", "Jessup",
         "Kittredge", "Lorne", "Marsh", "Norwood", "Oakes", "Pryce", "Quarry", "Rook", "Stroud")
+
+# relation -> the rationale sentence of the "rationale" format (it names what the record holds, not the answer)
+RATIONALE = {"city": "The record of {p} lists a home city.", "job": "The record of {p} lists a profession.",
+             "color": "The record of {p} lists a favorite color."}
 
 # relation -> (answer pool, response template, prompt templates; the LAST prompt template is held out)
 RELATIONS = {
@@ -64,23 +76,48 @@ def make_facts(n: int = DEFAULT_N_FACTS, seed: int = 0) -> list[dict]:
     return facts
 
 
-def fact_examples(facts: list[dict]) -> list[SFTExample]:
+def answer_prefix(fact: dict, response: str = "label") -> str:
+    """The response before the answer word, in format ``response`` (``label`` or ``rationale``)."""
+    if response not in RESPONSES:
+        raise ValueError(f"facts: unknown response format {response!r}; expected one of {RESPONSES}")
+    statement = RELATIONS[fact["relation"]][1].format(p=fact["person"])
+    if response == "label":
+        return " " + statement
+    return " " + RATIONALE[fact["relation"]].format(p=fact["person"]) + " " + statement
+
+
+def fact_examples(facts: list[dict], response: str = "label") -> list[SFTExample]:
     """Every fact under every prompt template; ``meta['template']`` is its index (the last is held out)."""
     out = []
     for f in facts:
-        pool, resp, prompts = RELATIONS[f["relation"]]
-        prefix = " " + resp.format(p=f["person"])
+        prompts = RELATIONS[f["relation"]][2]
+        prefix = answer_prefix(f, response)
         for k, q in enumerate(prompts):
             prompt = f"Question: {q.format(p=f['person'])}\nAnswer:"
-            meta = {"fact_id": f["fact_id"], "relation": f["relation"], "answer": f["answer"],
+            meta = {"fact_id": f["fact_id"], "relation": f["relation"], "answer": f["answer"], "format": response,
                     "answer_prefix": prefix, "template": k, "held_out_template": k == len(prompts) - 1}
             out.append(SFTExample(f"{f['fact_id']}-t{k}", prompt, f"{prefix} {f['answer']}.", meta))
     return out
 
 
-def load_facts(n: int = DEFAULT_N_FACTS, seed: int = 0, split: str | None = None) -> list[SFTExample]:
-    """The facts domain: ``train`` = the training templates, ``eval`` = the held-out template, None = all."""
-    examples = fact_examples(make_facts(n, seed))
+def parse_facts_spec(spec: str) -> int | None:
+    """N of a ``facts`` / ``facts:N`` spec (the default N for ``facts``); None when ``spec`` is not the facts domain."""
+    low = spec.lower()
+    if low != "facts" and not low.startswith("facts:"):
+        return None
+    try:
+        return int(spec.split(":", 1)[1]) if ":" in spec else DEFAULT_N_FACTS
+    except ValueError:
+        raise ValueError(f"data spec {spec!r}: expected 'facts:N' with an integer N") from None
+
+
+def load_facts(n: int = DEFAULT_N_FACTS, seed: int = 0, split: str | None = None,
+               response: str = "label") -> list[SFTExample]:
+    """The facts domain: ``train`` = the training templates, ``eval`` = the held-out template, None = all.
+
+    ``response`` picks the supervision format (``label`` or ``rationale``) of the same facts.
+    """
+    examples = fact_examples(make_facts(n, seed), response)
     if split is None:
         return examples
     if split == "train":

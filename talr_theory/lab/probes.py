@@ -3,7 +3,7 @@
 A thin wrapper over the one KL implementation (``training.evaluation.exact_kl``): exact
 KL(q0(·|z_<t) || qθ(·|z_<t)) over the vocabulary at every position of fixed samples z ~ q0, summed
 over positions and averaged over samples (nats per sample). The controlled-s probes of the real-model
-tier live in ``talr_theory.tiers.llm``.
+tier live in ``talr_theory.tiers.llm.probes``.
 """
 
 from __future__ import annotations

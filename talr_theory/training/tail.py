@@ -8,6 +8,13 @@ the tests), so it is the full model with a frozen prefix, only cheaper: on SmolL
 49k-token head) the last 4 blocks and the head are about a third of a forward pass, and backward stops
 at block L - k.
 
+Two savings beyond the cache. The prefix pass runs only the first L - k blocks (it stops at block
+L - k instead of running the whole model). And the output head — on SmolLM2 a 49k × 576 matrix, about
+twice the cost of 4 blocks per token — is applied only where a logit is read when the caller has
+registered the positions of a sequence (:meth:`TailLM.read_positions`, e.g. the response tokens of
+training examples); other positions then carry zero logits, which no loss or measure reads
+(the training losses read only supervised positions). Unregistered sequences get every logit.
+
 It needs the Llama-style layout ``model.model.layers`` (Llama, SmolLM, Qwen2, Mistral) and right padding;
 the output head stays frozen (with tied embeddings it is the embedding matrix).
 """
@@ -26,6 +33,14 @@ def _layers(model) -> nn.ModuleList:
     if not isinstance(layers, nn.ModuleList):
         raise ValueError(f"{type(model).__name__} has no model.layers: TailLM needs a Llama-style causal LM")
     return layers
+
+
+class _StopPrefix(Exception):
+    """Raised by a forward hook on the last prefix block to end the prefix pass there."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
 
 
 class TailLM(nn.Module):
@@ -65,7 +80,34 @@ class TailLM(nn.Module):
         # The frozen base is kept out of the module tree (not a parameter, never trained or copied twice).
         self.__dict__["_base"] = base
         self.__dict__["_cache"] = {} if cache is None else cache  # shareable between tails of one base
+        self.__dict__["_reads"] = {}  # row -> sorted positions whose logits are read (absent: every position)
         self.config = self.inner.config
+
+    def read_positions(self, examples, reads: dict | None = None) -> None:
+        """Register, per sequence of ``examples``, the positions t whose logit is read (labels[t+1] supervised).
+
+        Positions accumulate over calls (a sequence trained under two label masks keeps the union).
+        ``reads`` shares a registry between tails of one base (pass another tail's ``reads``).
+        """
+        if reads is not None:
+            self.__dict__["_reads"] = reads
+        for e in examples:
+            pos = {t for t in range(len(e.labels) - 1) if e.labels[t + 1] != -100}
+            key = tuple(e.input_ids)
+            self._reads[key] = sorted(pos | set(self._reads.get(key, ())))
+
+    @property
+    def reads(self) -> dict:
+        return self._reads
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def prepare_inputs_for_generation(self, *args, **kwargs):  # peft's causal-LM wrapper (LoRA) asks for it
+        return self.inner.prepare_inputs_for_generation(*args, **kwargs)
 
     @property
     def cache(self) -> dict:
@@ -80,12 +122,26 @@ class TailLM(nn.Module):
 
         device = next(self._base.parameters()).device
         batch = collate([EncodedExample("", list(r), list(r)) for r in todo], 0)
-        out = self._base.model(input_ids=batch["input_ids"].to(device),
-                               attention_mask=batch["attention_mask"].to(device),
-                               output_hidden_states=True, use_cache=False)
-        hidden = out.hidden_states[self.n_prefix]
+        hidden = self._prefix_hidden(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         for i, r in enumerate(todo):
             self._cache[r] = hidden[i, :len(r)].detach().clone()
+
+    def _prefix_hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The input of block ``n_prefix`` (hidden_states[n_prefix]); the blocks after it never run."""
+        if self.n_prefix == 0:
+            return self._base.model.embed_tokens(ids)
+
+        def stop(_module, _args, output):
+            raise _StopPrefix(output[0] if isinstance(output, tuple) else output)
+
+        handle = self._base.model.layers[self.n_prefix - 1].register_forward_hook(stop)
+        try:
+            self._base.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        except _StopPrefix as done:
+            return done.hidden
+        finally:
+            handle.remove()
+        raise RuntimeError("the prefix pass ended without reaching its last block")
 
     def warm(self, examples) -> None:
         """Cache the prefix activations of ``examples`` (EncodedExample) in batches of 32."""
@@ -103,5 +159,23 @@ class TailLM(nn.Module):
         h = first.new_zeros((input_ids.shape[0], input_ids.shape[1], first.shape[-1]))
         for i, r in enumerate(rows):
             h[i, :len(r)] = self._cache[r]
-        kwargs.pop("use_cache", None)
-        return self.inner(inputs_embeds=h, attention_mask=attention_mask, use_cache=False, **kwargs)
+        # peft's wrapper (LoRA) passes every optional input, mostly None
+        kwargs = {k: v for k, v in kwargs.items() if v is not None and k not in ("use_cache", "return_dict")}
+        reads = [self._reads.get(r) for r in rows]
+        if any(x is None for x in reads) or kwargs:
+            return self.inner(inputs_embeds=h, attention_mask=attention_mask, use_cache=False, **kwargs)
+        return self._sparse_head(h, attention_mask, reads)
+
+    def _sparse_head(self, h: torch.Tensor, attention_mask: torch.Tensor, reads: list[list[int]]):
+        """Logits only at the registered positions (zeros elsewhere): the head is the costliest matmul."""
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        hidden = self.inner.get_decoder()(inputs_embeds=h, attention_mask=attention_mask,
+                                          use_cache=False).last_hidden_state
+        rows = torch.tensor([i for i, pos in enumerate(reads) for _ in pos], dtype=torch.long)
+        cols = torch.tensor([t for pos in reads for t in pos], dtype=torch.long)
+        head = self.inner.get_output_embeddings()
+        picked = head(hidden[rows, cols])
+        logits = picked.new_zeros((h.shape[0], h.shape[1], picked.shape[-1]))
+        logits = logits.index_put((rows, cols), picked)
+        return CausalLMOutputWithPast(logits=logits)
