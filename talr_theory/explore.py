@@ -49,7 +49,8 @@ def stage_report(result: TierResult) -> str:
 
 def claim_lines(result: TierResult, prefix: str | tuple[str, ...] = "") -> str:
     """The report's sentence for each claim of this stage that starts with ``prefix``, one per line."""
-    return "\n".join(f"- {v.sentence()}" for v in result.verdicts
+    pipeline = report.is_pipeline_check(result, quick=bool(result.config.get("quick")))
+    return "\n".join(report.verdict_line(v, pipeline) for v in result.verdicts
                      if v.verdict != "code-check" and v.claim.startswith(prefix))
 
 

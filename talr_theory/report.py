@@ -209,6 +209,12 @@ def _claims_section(results: Sequence[TierResult], pipeline: Sequence[str]) -> l
     return L + [""]
 
 
+def verdict_line(v: Verdict, pipeline: bool = False) -> str:
+    """The report's line for one verdict of a stage section (protocol, sentence, † for a pipeline check)."""
+    return (f"- ({'paper' if v.protocol == 'paper' else 'stricter'}) {v.sentence()}"
+            + (f" {PIPELINE_MARK}" if pipeline else ""))
+
+
 def _stage_section(r: TierResult, pipeline: bool) -> list[str]:
     L = [f"## Stage `{r.tier}`", ""]
     facts = [f"Model: {model_name(r.config['model'])}" if r.config.get("model") else "",
@@ -220,8 +226,7 @@ def _stage_section(r: TierResult, pipeline: bool) -> list[str]:
     if _is_grid(r):
         L += [md_table(verdict_table(r.verdicts)), ""]
     else:
-        said = [f"- ({'paper' if v.protocol == 'paper' else 'stricter'}) {v.sentence()}"
-                + (f" {PIPELINE_MARK}" if pipeline else "") for v in r.verdicts if v.verdict != "code-check"]
+        said = [verdict_line(v, pipeline) for v in r.verdicts if v.verdict != "code-check"]
         L += said + ([""] if said else [])
     notes = [f"- {n}" for n in r.info.get("notes", [])]
     L += notes + ([""] if notes else [])

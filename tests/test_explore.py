@@ -32,7 +32,7 @@ def test_stage_report_is_the_stage_section_of_the_report():
 def test_claim_lines_are_the_reports_sentences_for_a_prefix():
     r = _result()
     lines = explore.claim_lines(r, "thm3.2_").splitlines()
-    assert lines == [f"- {r.verdicts[0].sentence()}"]
+    assert lines == [f"- (paper) {r.verdicts[0].sentence()}"]
     assert set(lines) <= set(report.render([r], "t").splitlines())
     assert len(explore.claim_lines(r).splitlines()) == 2
     assert list(explore.claims(r, "thm3.1_")["claim"]) == ["thm3.1_fixed_gain_slope[a]"]

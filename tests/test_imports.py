@@ -5,14 +5,16 @@ dependency). Each subpackage and top-level module of ``talr_theory`` (a *unit*) 
 ``LAYERS``, bottom first:
 
 0. foundations: the version (``__init__``), ``paths``, ``stats``, ``verdicts``, ``results``;
-1. pure math, loaders, figures: ``claims``, ``configs``, ``theory``, ``data``, ``models``, ``plotting``;
+0b. ``configs`` (dataclass configs, option checks and the words they print);
+1. pure math, loaders, figures, output folders: ``claims``, ``outputs``, ``theory``, ``data``, ``models``, ``plotting``;
 2. ``tokens`` (teacher-forced token probabilities);
 3. ``training`` (the one training core and its measurements);
 4. ``lab`` (the synthetic lab);
-5. ``tiers`` (the stages);
-6. ``report``;
-7. ``reproduce`` and ``explore`` (the main job, and reading what it stored);
-8. ``commands``; 9. ``cli``.
+5. ``advisor`` (the safe-LR rule and its real-model backend);
+6. ``tiers`` (the stages);
+7. ``report``;
+8. ``reproduce`` and ``explore`` (the main job, and reading what it stored);
+9. ``commands``; 10. ``cli``.
 
 A unit may import itself and units of lower layers only; a new unit must be given a layer here.
 """
@@ -27,10 +29,12 @@ import networkx as nx
 PKG = Path(__file__).resolve().parents[1] / "talr_theory"
 LAYERS = (
     ("__init__", "paths", "stats", "verdicts", "results"),
-    ("claims", "configs", "theory", "data", "models", "plotting"),
+    ("configs",),
+    ("claims", "outputs", "theory", "data", "models", "plotting"),
     ("tokens",),
     ("training",),
     ("lab",),
+    ("advisor",),
     ("tiers",),
     ("report",),
     ("reproduce", "explore"),

@@ -511,7 +511,7 @@ def test_config_errors_name_the_field():
 def _check_advisor_part(res, cfg):
     """Pilots are the SFT runs at lrs × seeds (upper envelope over seeds); the held-out grid and the checks are
     new runs with advisor_held_out_seed; ε lies within the grid's ΔL."""
-    from talr_theory.lab.advisor import observed_at_gain
+    from talr_theory.advisor.rule import observed_at_gain
 
     cases, new = res.frames["advisor_cases"], res.frames["advisor_runs"]
     assert len(cases) == len(cfg.advisor_eps_fracs) == res.info["advisor_validation"]["n_cases"]

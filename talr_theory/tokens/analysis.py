@@ -7,8 +7,8 @@ import pandas as pd
 from talr_theory.data.encode import EncodeResult, encode_examples
 from talr_theory.data.sft import load_sft
 from talr_theory.models import LoadedModel
+from talr_theory.theory.reweighting import EAFT_TOP_K
 from talr_theory.tokens.scanner import scan_tokens
-from talr_theory.training.config import EAFT_TOP_K
 
 
 def scan_dataset(loaded: LoadedModel, data: str, format: str = "cot", template: str = "none",

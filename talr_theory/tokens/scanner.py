@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from talr_theory.data.encode import IGNORE, EncodedExample, collate
 from talr_theory.models import LoadedModel, pad_token_id
-from talr_theory.training.config import EAFT_TOP_K
-from talr_theory.training.objectives import normalized_topk_entropy
+from talr_theory.theory.reweighting import EAFT_TOP_K
+from talr_theory.tokens.entropy import normalized_topk_entropy
 
 CHUNK_ELEMENTS = 1 << 22  # fp32 logits per chunk: 4M floats = 16 MiB
 

@@ -17,10 +17,7 @@ METHOD_OBJECTIVE = {"sft": "ce", "talr": "talr", "dft": "dft", "flow": "flow", "
 
 # Reference defaults (docs/objectives.md): EAFT's top-K and exponent as in LLaMA-Factory/Axolotl,
 # ASFT's KL coefficient as LLaMA-Factory's ``asft_alpha``, and the paper's Fig. 3 threshold p < 0.2.
-EAFT_TOP_K = 20
-EAFT_ALPHA = 1.0
-ASFT_BETA = 0.1
-TRUNCATE_THETA = 0.2
+from talr_theory.theory.reweighting import ASFT_BETA, EAFT_ALPHA, EAFT_TOP_K, TRUNCATE_THETA  # noqa: E402
 
 
 @dataclass

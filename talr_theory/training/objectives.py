@@ -30,6 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from talr_theory.tokens.entropy import normalized_topk_entropy
 from talr_theory.training.config import (
     ASFT_BETA,
     EAFT_ALPHA,
@@ -207,29 +208,6 @@ def flow_loss(logits, labels, num_items_in_batch=None, example_weights: torch.Te
         raise ValueError(f"flow_loss: {ew.shape[0]} example weights for a batch of {nll.shape[0]}")
     weights = ew[:, None].expand_as(nll)
     return _weighted_loss(nll, mask, weights, logits, num_items_in_batch), _info(nll, mask, weights)
-
-
-def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of the full-vocabulary predictive distribution of each position: ``-Σ_v q_v log q_v``."""
-    logq = torch.log_softmax(_upcast(logits), dim=-1)
-    return -(logq.exp() * logq).sum(dim=-1)
-
-
-def topk_entropy(logits: torch.Tensor, k: int = EAFT_TOP_K) -> torch.Tensor:
-    """Entropy (nats) of the softmax renormalized over the K largest logits of each position (EAFT's estimate).
-
-    K is capped at the vocabulary size, so on a vocabulary of K tokens it is the full entropy.
-    """
-    top = torch.topk(_upcast(logits), min(int(k), logits.shape[-1]), dim=-1).values
-    return predictive_entropy(top)
-
-
-def normalized_topk_entropy(logits: torch.Tensor, k: int = EAFT_TOP_K) -> torch.Tensor:
-    """Top-K entropy divided by its maximum ``ln K`` (K capped at the vocabulary), clamped to [0, 1] against rounding."""
-    kk = min(int(k), logits.shape[-1])
-    if kk < 2:
-        raise ValueError(f"EAFT needs K >= 2 logits (got K={k}, vocabulary {logits.shape[-1]})")
-    return (topk_entropy(logits, kk) / math.log(kk)).clamp(0.0, 1.0)
 
 
 def eaft_weights(shift_logits: torch.Tensor, k: int = EAFT_TOP_K, alpha: float = EAFT_ALPHA) -> torch.Tensor:

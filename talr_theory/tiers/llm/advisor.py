@@ -27,7 +27,7 @@ def advisor_part(env, cfg: Config, traj: pd.DataFrame, out, progress: bool) -> t
     New runs (held-out grid LRs, checks at recommended LRs, extra pilots) are persisted per (lr, seed)
     in their own table, so a killed run resumes them. ΔL(P1) = ``dL_kl`` (exact KL to the base model).
     """
-    from talr_theory.lab.advisor import held_out_cases
+    from talr_theory.advisor.rule import held_out_cases
     from talr_theory.tiers.advisor import summarize
 
     pilot_seeds, held_seed = [int(x) for x in cfg.seeds], int(cfg.advisor_held_out_seed)

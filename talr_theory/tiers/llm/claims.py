@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+import talr_theory.tiers.llm.compare as cmp
 from talr_theory.claims import claim_verdict
-from talr_theory.tiers.llm import compare as cmp
 from talr_theory.tiers.llm.config import NAME, P1_LABEL, P1S, Config
 from talr_theory.verdicts import format_ci
 
