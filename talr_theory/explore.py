@@ -36,7 +36,14 @@ def results_dir() -> Path | None:
 
 def stage(name: str, out: str | os.PathLike | None = None, **options) -> TierResult:
     """The stored result of stage ``name`` under ``out`` (default ``$TALR_RESULTS``); run when absent or stale."""
-    return tiers.load_or_run(name, out if out is not None else results_dir(), **options)
+    folder = out if out is not None else results_dir()
+    result = tiers.load_or_run(name, folder, **options)
+    quick = options.get("quick")
+    if quick is None:  # as load_or_run resolves it: the stored run's scale, else the quick scale
+        quick = tiers.run_options(folder).get("quick", True) if folder is not None else True
+    if quick:  # the report marks a quick stage's verdicts as pipeline checks; so do the readers
+        result.info["pipeline_check"] = True
+    return result
 
 
 def stage_report(result: TierResult) -> str:
@@ -49,7 +56,7 @@ def stage_report(result: TierResult) -> str:
 
 def claim_lines(result: TierResult, prefix: str | tuple[str, ...] = "") -> str:
     """The report's sentence for each claim of this stage that starts with ``prefix``, one per line."""
-    pipeline = report.is_pipeline_check(result, quick=bool(result.config.get("quick")))
+    pipeline = report.is_pipeline_check(result)
     return "\n".join(report.verdict_line(v, pipeline) for v in result.verdicts
                      if v.verdict != "code-check" and v.claim.startswith(prefix))
 

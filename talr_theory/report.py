@@ -36,9 +36,6 @@ PIPELINE_MODELS = ("tiny-random",)
 MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct", "stories260k": "stories260K (tiny pretrained Llama)",
                "tiny-random": "tiny-random (random weights, pipeline check)"}
 PIPELINE_MARK = "†"
-# A stage with more claims than this (e.g. the TALR-vs-SFT map, one claim per cell) lists them in its own
-# section; the claims table then carries one line per label count for it, so the table stays readable.
-MAX_INLINE_CLAIMS = 24
 CLAIM_COLUMNS = ["claim", "stage", "the paper says", "paper's protocol", "stricter reading", "paper's number"]
 
 
@@ -131,7 +128,11 @@ def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
 
 
 def _is_grid(r: TierResult) -> bool:
-    return sum(v.verdict != "code-check" for v in r.verdicts) > MAX_INLINE_CLAIMS
+    """A stage with one claim per grid cell (its module sets ``GRID = True``, e.g. the TALR map): listed in its
+    own section as a table, and carried in the claims table as one line of label counts."""
+    from talr_theory import tiers
+
+    return r.tier in tiers.STAGES and bool(getattr(tiers.module(r.tier), "GRID", False))
 
 
 def _claim_order(cid: str) -> tuple[int, str]:

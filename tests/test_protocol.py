@@ -131,10 +131,11 @@ def test_tier_result_round_trip(tmp_path):
 
 
 def test_report_moves_a_grid_of_claims_into_its_own_section():
-    grid = TierResult("grid", {}, {}, [verdict(f"talr_vs_sft_at_equal_gain[cell={i}]", "grid", "ratio", 2.0,
-                                               (1.5, 2.5), (0.0, 1.0)) for i in range(report.MAX_INLINE_CLAIMS + 1)])
+    # the TALR map declares itself a grid stage (GRID = True in its module); a toy stage does not
+    grid = TierResult("talr_map", {}, {}, [verdict(f"talr_vs_sft_at_equal_gain[cell={i}]", "talr_map", "ratio", 2.0,
+                                                   (1.5, 2.5), (0.0, 1.0)) for i in range(25)])
     text = report.render([_result(1.0), grid], "title")
     claims, sections = text.split("## Stage", 1)
     assert "Totals: agrees 1, disagrees 0, uninformative 0." in claims
-    assert "Stage `grid` has one claim per grid cell" in claims and "disagrees 25" in claims
+    assert "Stage `talr_map` has one claim per grid cell" in claims and "disagrees 25" in claims
     assert "cell=0" not in claims and "cell=24" in sections

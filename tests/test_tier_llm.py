@@ -491,7 +491,7 @@ def test_lora_runs_pair_with_the_sft_lr_they_were_scaled_from():
     from talr_theory.tiers.llm import Config
     from talr_theory.tiers.llm.runs import pair_lr, units
 
-    cfg = Config(lrs=(1e-4, 3e-4, 9e-4), compare_lrs=(3e-4, 9e-4), lora_lr_factor=7.0)
+    cfg = Config(lrs=(1e-4, 3e-4, 9e-4), compare_lrs=(3e-4, 9e-4), compare_methods=("lora",), lora_lr_factor=7.0)
     lora = [k["lr"] for k in units(cfg) if k["run"] == "lora"]
     assert sorted({pair_lr(cfg, "lora", lr) for lr in lora}) == [3e-4, 9e-4]
     assert pair_lr(cfg, "sft", 3e-4) == 3e-4

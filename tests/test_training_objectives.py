@@ -257,6 +257,8 @@ def test_eaft_hand_computed_weights_loss_and_gradient():
 def test_eaft_topk_entropy_equals_full_entropy_when_vocabulary_is_k():
     from test_training_core import tiny_model
 
+    from talr_theory.tokens import entropy
+
     model = tiny_model().double()
     vocab = model.config.vocab_size
     ids = torch.arange(3, 3 + 8).reshape(1, 8) % vocab
@@ -265,12 +267,12 @@ def test_eaft_topk_entropy_equals_full_entropy_when_vocabulary_is_k():
     q = torch.softmax(logits, -1).numpy()
     full = -(q * np.log(q)).sum(-1)  # entropy over the whole vocabulary, computed here in numpy
     for k in (vocab, vocab + 50):  # K capped at the vocabulary
-        got = obj.normalized_topk_entropy(logits, k).numpy()
+        got = entropy.normalized_topk_entropy(logits, k).numpy()
         assert np.abs(got - full / math.log(vocab)).max() < 1e-10
     # a smaller K really is a different (truncated) estimate
-    assert np.abs(obj.topk_entropy(logits, 2).numpy() - full).max() > 1e-3
+    assert np.abs(entropy.topk_entropy(logits, 2).numpy() - full).max() > 1e-3
     with pytest.raises(ValueError, match="K >= 2"):
-        obj.normalized_topk_entropy(logits, 1)
+        entropy.normalized_topk_entropy(logits, 1)
 
 
 def test_asft_hand_computed_loss_kl_and_gradient():

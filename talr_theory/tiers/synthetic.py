@@ -47,21 +47,12 @@ from talr_theory.lab.synthetic import (
     load_pretrained,
     torch_threads,
 )
+from talr_theory.theory.envelope import cost_at_gain
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling
 from talr_theory.theory.steps import TALR_W_MIN
 from talr_theory.theory.tilt import tilt_bounds
-from talr_theory.tiers.measures import eps_power_law_shape
-from talr_theory.tiers.protocol import (
-    TierResult,
-    bound_check,
-    collect_packed,
-    cost_at_gain,
-    direction_verdict,
-    exponent_verdicts,
-    frontier,
-    paired_difference,
-    thm31_verdicts,
-)
+from talr_theory.tiers import measures, protocol
+from talr_theory.tiers.protocol import TierResult
 from talr_theory.verdicts import code_check
 
 NAME = "synthetic"
@@ -160,7 +151,7 @@ def _run(cfg: Config, out, progress: bool) -> TierResult:
 
     units = [{"s": s, "group": g, "method": m, "optimizer": o} for s in cfg.s_values for g in range(cfg.n_groups)
              for m, opts in cfg.method_optimizers() for o in opts]
-    lam = collect_packed(out, NAME + "_lambda_max", cfg, units, one_step, progress, "synthetic: λ_max")
+    lam = protocol.collect_packed(out, NAME + "_lambda_max", cfg, units, one_step, progress, "synthetic: λ_max")
 
     # --- Theorem 3.1: trajectories per (s, method, LR) ---------------------------------------------
     eval_sets, train_sets = {}, {}
@@ -181,7 +172,7 @@ def _run(cfg: Config, out, progress: bool) -> TierResult:
 
     tunits = [{"s": s, "method": m, "lr": lr * (cfg.talr_lr_scale if m == "talr" else 1.0)}
               for s in cfg.traj_s_values for m in cfg.methods for lr in cfg.traj_lrs]
-    traj = collect_packed(out, NAME + "_trajectories", cfg, tunits, trajectory, progress, "synthetic: trajectories")
+    traj = protocol.collect_packed(out, NAME + "_trajectories", cfg, tunits, trajectory, progress, "synthetic: trajectories")
     return _analyse(cfg, lam, traj, pre_info, source)
 
 
@@ -230,13 +221,13 @@ def _theorem_3_2(lam: pd.DataFrame, cfg: Config, cond: str) -> tuple[list, dict]
             suffix = f"{method.upper()}, {_opt_label(opt)}"
             note = (f"One {opt} step; regressor nominal s; bootstrap groups = (s, batch, domain rule); direction "
                     f"pairs batch g of the smallest and the largest s. {cond}")
-            v, _ = direction_verdict(sub, "group", NAME, suffix, note=note, n_boot=cfg.n_boot, seed=cfg.seed,
+            v, _ = protocol.direction_verdict(sub, "group", NAME, suffix, note=note, n_boot=cfg.n_boot, seed=cfg.seed,
                                      n_units=PRETRAINED_DRAWS)
-            shape = eps_power_law_shape(sub, "group_id")
+            shape = measures.eps_power_law_shape(sub, "group_id")
             frame = sub.drop(columns=["group"]).assign(group=sub["group_id"])
             fit = fit_lambda_max_scaling(frame, n_boot=cfg.n_boot, seed=cfg.seed, s_column="s")
             fits[suffix] = {**fit, "power_law": shape.is_power_law, "shape": shape.reason}
-            verdicts += [v, *exponent_verdicts(fit, NAME, suffix, note=note, shape=shape, s_verdict=opt != "adamw",
+            verdicts += [v, *protocol.exponent_verdicts(fit, NAME, suffix, note=note, shape=shape, s_verdict=opt != "adamw",
                                                s_reason=_SIGN_STEP, n_units=PRETRAINED_DRAWS)]
     return verdicts, fits
 
@@ -245,7 +236,7 @@ def _theorem_3_1(at: pd.DataFrame, cfg: Config, cond: str) -> tuple[list, list, 
     verdicts, slopes_all, pairs_all = [], [], []
     note = f"Units = the s values {list(cfg.traj_s_values)}, each with its own domain rule and batch. {cond}"
     for method in cfg.methods:
-        vs, slopes, pairs = thm31_verdicts(at[at["method"] == method], "s", NAME, method.upper(), lr="lr", note=note,
+        vs, slopes, pairs = protocol.thm31_verdicts(at[at["method"] == method], "s", NAME, method.upper(), lr="lr", note=note,
                                            n_boot=cfg.n_boot, seed=cfg.seed, n_units=PRETRAINED_DRAWS)
         verdicts += vs
         slopes_all.append(slopes.assign(method=method))
@@ -255,13 +246,13 @@ def _theorem_3_1(at: pd.DataFrame, cfg: Config, cond: str) -> tuple[list, list, 
 
 def _methods_vs_sft(at: pd.DataFrame, cfg: Config, cond: str) -> list:
     """``<method>_vs_sft``, stricter reading: ΔL(P1) difference at equal Δ*, each method at its best LR."""
-    best = frontier(at, over="lr", by=["s", "method", "delta_star"]) if len(at) else at
+    best = measures.frontier(at, over="lr", by=["s", "method", "delta_star"]) if len(at) else at
     piv = best.pivot_table(index=["s", "delta_star"], columns="method", values="delta_L").reset_index()
     verdicts = []
     for method in [m for m in cfg.methods if m != "sft" and f"{m}_vs_sft" in CLAIMS]:
         if not {"sft", method} <= set(piv.columns):
             continue
-        diff = paired_difference(piv[method], piv["sft"], piv["s"], n_boot=cfg.n_boot, seed=cfg.seed)
+        diff = measures.paired_difference(piv[method], piv["sft"], piv["s"], n_boot=cfg.n_boot, seed=cfg.seed)
         verdicts.append(claim_verdict(
             f"{method}_vs_sft", "stricter", NAME, diff.estimate, diff.ci, n_units=PRETRAINED_DRAWS,
             qualifier="best LR per method",
@@ -279,7 +270,7 @@ def _analyse(cfg: Config, lam: pd.DataFrame, traj: pd.DataFrame, pre_info: dict,
 
     bounds = lam.dropna(subset=["bound_exact"]) if "bound_exact" in lam else lam.iloc[:0]
     n_viol = int(bounds["bound_lower_violation"].astype(bool).sum() + bounds["bound_upper_violation"].astype(bool).sum())
-    verdicts.append(bound_check("tilt_bounds_transformer", NAME, n_viol, 2 * len(bounds),
+    verdicts.append(protocol.bound_check("tilt_bounds_transformer", NAME, n_viol, 2 * len(bounds),
                                 "Jensen ≤ exact ΔL(P1) ≤ Hoeffding for real transformer steps at λ_max"))
     tilt_err = float((bounds["bound_exact"] - bounds["bound_tilt_form"]).abs().max()) if len(bounds) else float("nan")
     verdicts.append(code_check("tilt_identity_transformer", NAME, "max |exact ΔL − tilt form| (nats/sequence)", tilt_err,

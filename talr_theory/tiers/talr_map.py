@@ -70,6 +70,7 @@ from talr_theory.tiers.protocol import (
 from talr_theory.verdicts import format_ci, judge
 
 NAME = "talr_map"
+GRID = True  # one claim per map cell: the report lists them as a table in this stage's section
 TAU_RULES = (*STEP_TAU_RULES, "fixed")  # the shared rule names plus a fixed τ
 HARD_KINDS = ("domain", "general")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from talr_theory.tokens.entropy import predictive_entropy
 from talr_theory.training import objectives as obj
 
 EXAMPLE_WEIGHT_COLUMN = "example_weight"  # one float per dataset row (FLOW)
@@ -223,7 +224,7 @@ class _SFTTokenLossMixin:
             shift_logits, shift_labels = obj.shift_for_causal_lm(logits, labels)
             mask = shift_labels.ne(obj.IGNORE_INDEX)
             n = int(mask.sum())
-            entropy = obj.predictive_entropy(shift_logits)[mask]
+            entropy = predictive_entropy(shift_logits)[mask]
             correct = shift_logits.argmax(-1).eq(shift_labels)[mask]
         mode = "train" if self.model.training else "eval"
         metrics[mode]["entropy"].append(float(entropy.sum()) / n if n else 0.0)
