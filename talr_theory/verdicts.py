@@ -38,6 +38,9 @@ LABELS = ("agrees", "disagrees", "uninformative", "code-check")
 PROTOCOLS = ("paper", "stricter")
 # Fewer independent units than this behind an interval: the verdict is "uninformative" (docs/theory.md §4).
 MIN_UNITS = 10
+# Fewer training seeds than this behind an interval over trained runs: "uninformative" (the hierarchical
+# bootstrap resamples them, but two or three seeds cannot describe the seed-to-seed spread).
+MIN_SEEDS = 5
 
 Value = float | tuple[float, float] | None
 
@@ -67,17 +70,21 @@ def _overlaps(lo: float, hi: float, value: float | tuple[float, float]) -> bool:
     return lo <= value <= hi
 
 
-def judge(ci_lo, ci_hi, paper_value, alternative_value=None, n_units: int | None = None) -> str:
+def judge(ci_lo, ci_hi, paper_value, alternative_value=None, n_units: int | None = None,
+          n_seeds: int | None = None) -> str:
     """The verdict label from an interval and the claim's values (see the module docstring).
 
     ``n_units`` (when given): the number of independent units behind the interval; fewer than
-    :data:`MIN_UNITS` make the label ``uninformative``.
+    :data:`MIN_UNITS` make the label ``uninformative``. ``n_seeds`` (when given, for intervals over
+    trained runs): fewer than :data:`MIN_SEEDS` training seeds make it ``uninformative`` too.
     """
     paper = _as_value(paper_value)
     alt = _as_value(alternative_value)
     if paper is None:
         raise ValueError("judge needs a paper_value (use code_check for identities and bounds)")
     if n_units is not None and int(n_units) < MIN_UNITS:
+        return "uninformative"
+    if n_seeds is not None and int(n_seeds) < MIN_SEEDS:
         return "uninformative"
     if not (_finite(ci_lo) and _finite(ci_hi)) or float(ci_lo) > float(ci_hi):
         return "uninformative"
@@ -173,11 +180,14 @@ def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[
     """
     lo, hi = (float("nan"), float("nan")) if ci is None else (float(ci[0]), float(ci[1]))
     est = float("nan") if estimate is None else float(estimate)
+    if n_seeds is not None and int(n_seeds) < MIN_SEEDS:
+        note = (f"{note} Only {int(n_seeds)} training seeds (< {MIN_SEEDS}): the interval resamples them but cannot "
+                "describe the seed-to-seed spread, so not counted as evidence.").strip()
     if n_units is not None and int(n_units) < MIN_UNITS:
         note = (f"{note} Only {int(n_units)} independent units (< {MIN_UNITS}): too few for an interval "
                 "that covers, so not counted as evidence.").strip()
     return Verdict(claim, tier, quantity, est, lo, hi, _as_value(paper_value), _as_value(alternative_value),
-                   judge(lo, hi, paper_value, alternative_value, n_units), note, protocol,
+                   judge(lo, hi, paper_value, alternative_value, n_units, n_seeds), note, protocol,
                    None if n_units is None else int(n_units), None if n_seeds is None else int(n_seeds))
 
 

@@ -402,7 +402,7 @@ def test_label_only_lambda_max_ratio_from_unit_lines_flips():
     from talr_theory.tiers.llm import claims
     from talr_theory.tiers.llm.config import Config
 
-    cfg = Config(lrs=(1e-4, 4e-4), format_epsilons=(0.01, 0.1), n_boot=300)
+    cfg = Config(lrs=(1e-4, 4e-4), seeds=(0, 1, 2, 3, 4), format_epsilons=(0.01, 0.1), n_boot=300)
     lams = 1e-3 * 2.0 ** np.arange(14)
 
     def lines(c_label, c_rat):

@@ -55,12 +55,12 @@ def test_bad_values_are_rejected():
 
 def test_record_survives_json_with_its_protocol_and_units():
     v = verdict("thm3.2_eps_exponent", "exact", "a", 0.52, (0.47, 0.58), 1.0, 0.5, protocol="stricter",
-                n_units=12, n_seeds=3)
+                n_units=12, n_seeds=6)
     assert v.verdict == "disagrees"
     d = json.loads(json.dumps(v.to_dict()))
     assert set(d) >= {"claim", "tier", "protocol", "quantity", "estimate", "ci_lo", "ci_hi", "paper_value",
                       "alternative_value", "verdict", "n_units", "n_seeds"}
-    assert (d["protocol"], d["n_units"], d["n_seeds"]) == ("stricter", 12, 3)
+    assert (d["protocol"], d["n_units"], d["n_seeds"]) == ("stricter", 12, 6)
     assert Verdict.from_dict(d) == v
     r = verdict("thm3.1_fixed_gain_slope", "synthetic", "slope", 1.56, (1.3, 1.8), (0.0, 1.0))
     assert r.verdict == "disagrees" and r.to_dict()["paper_value"] == [0.0, 1.0]
@@ -88,6 +88,15 @@ def test_ten_units_are_the_threshold():
     assert verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), protocol="stricter").protocol == "stricter"
     with pytest.raises(ValueError, match="protocol"):
         verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), protocol="ours")
+
+
+def test_five_training_seeds_are_the_threshold():
+    four = verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), n_units=96, n_seeds=4)
+    five = verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), n_units=96, n_seeds=5)
+    assert (four.verdict, five.verdict) == ("uninformative", "agrees")
+    assert "Only 4 training seeds" in four.note and "seeds" not in five.note
+    assert judge(0.4, 0.6, (0.0, 1.0), n_units=96, n_seeds=4) == "uninformative"
+    assert Verdict.from_dict(four.to_dict()) == four
 
 
 def test_code_check_is_never_evidence():

@@ -8,6 +8,7 @@ Every note says what was trained (``Config.proxy_note``), how many seeds and uni
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -159,6 +160,7 @@ def formats(lines: pd.DataFrame, final: pd.DataFrame, cfg: Config) -> tuple[list
                                    for eps in cfg.format_epsilons]).mean(axis=1) for f in ("label", "rationale")}
         e = cmp.paired_ratio_of_means({0: np.exp(lam["label"] - lam["rationale"])}, {0: np.ones(len(lam["label"]))},
                                       cfg.n_boot, cfg.seed)
+        e = replace(e, n_seeds=None)  # a line scan of one full-batch step: no training seed behind it
         d = cmp.paired_difference(_final(cmp.select(sft, format="label"), f"units_{p1}"),
                                   _final(cmp.select(sft, format="rationale"), f"units_{p1}"), cfg.n_boot, cfg.seed)
         s = lines.groupby("format")["base_s"].first()

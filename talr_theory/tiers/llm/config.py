@@ -84,7 +84,7 @@ class Config:
         """The paper's protocol: SFT and TALR at 4 LRs × 5 seeds for 10 epochs, every baseline at 2 LRs × 3 seeds,
         the ablation under AdamW and SGD, and the advisor on held-out runs (hours on a 2-core CPU)."""
         return cls(lrs=(1e-4, 2e-4, 4e-4, 8e-4), seeds=(0, 1, 2, 3, 4), epochs=10,
-                   compare_methods=("dft", "flow", "l2", "wise-ft", "lora"), compare_seeds=(0, 1, 2),
+                   compare_methods=("dft", "flow", "l2", "wise-ft", "lora", "eaft", "asft"), compare_seeds=(0, 1, 2),
                    ablation_optimizers=("adamw", "sgd"), n_groups=6, advisor_grid_lrs=(1.4e-4, 2.8e-4, 5.6e-4),
                    seed=seed)
 

@@ -132,8 +132,12 @@ def _passages(env, cfg: Config) -> list:
     if cfg.passage_text == "samples":
         from talr_theory.training.samples import sample_from_model
 
-        return sample_from_model(env.loaded.model, env.tok, cfg.n_groups, cfg.passage_len, seed=cfg.seed + 7,
-                                 pad_id=env.pad).examples
+        # A sample can end early (EOS), leaving too few easy sites for a probe: draw three per group and keep
+        # the longest, in draw order among equals (deterministic for a seed).
+        drawn = sample_from_model(env.loaded.model, env.tok, 3 * cfg.n_groups, cfg.passage_len, seed=cfg.seed + 7,
+                                  pad_id=env.pad).examples
+        order = sorted(range(len(drawn)), key=lambda i: (-len(drawn[i].input_ids), i))
+        return [drawn[i] for i in sorted(order[:cfg.n_groups])]
     from talr_theory.data.general import load_general_text
 
     return load_general_text(env.tok, cfg.passage_text, cfg.n_groups, cfg.passage_len, seed=cfg.seed + 7).examples
