@@ -30,6 +30,33 @@ def _key_id(key: Mapping[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write, prefix: str | None = None) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder, so atomic).
+
+    The one atomic write of the package: a kill mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is as readable as any other
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 class ResultsTable:
     """A folder of atomically written rows; ``key_fields`` identify a row (e.g. method, lr, seed, step)."""
 
@@ -73,16 +100,7 @@ class ResultsTable:
         return path
 
     def _write_atomic(self, path: Path, write) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=self._tmp_prefix, suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, write, prefix=self._tmp_prefix)
 
     def load(self) -> pd.DataFrame:
         files = sorted(self.rows_dir.glob("*.parquet"))
