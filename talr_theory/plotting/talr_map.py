@@ -53,38 +53,6 @@ def ratio_heatmap(cells: pd.DataFrame, title: str = "", caption: str | None = No
     return fig
 
 
-def advisor_cases(cases: pd.DataFrame, title: str = "Safe-LR advisor on held-out runs (synthetic lab)"):
-    """Left: observed ΔL(P1) at the recommended LR vs ε (certified cases; y = x dashed).
-    Right: recommended / true largest safe LR per case (below one: conservative)."""
-    cert = cases[cases["status"] == "ok"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    cert = cert.assign(**{"held-out scenario": cert["scenario"]})
-    sns.scatterplot(data=cert, x="epsilon", y="observed_delta_L", hue="held-out scenario", style="held-out scenario",
-                    s=60, ax=axes[0])
-    vals = cert[["epsilon", "observed_delta_L"]].to_numpy(float)
-    vals = vals[np.isfinite(vals) & (vals > 0)]
-    if vals.size:
-        lim = [vals.min() * 0.8, vals.max() * 1.2]
-        axes[0].plot(lim, lim, "--", color="grey")
-        axes[0].set_xscale("log")
-        axes[0].set_yscale("log")
-    axes[0].set_xlabel("requested ε (nats)")
-    axes[0].set_ylabel("observed ΔL(P1) at the recommended LR")
-    ratio = cert[np.isfinite(cert["ratio_to_true"].astype(float))]
-    sns.stripplot(data=ratio, x="held-out scenario", y="ratio_to_true", ax=axes[1])
-    axes[1].axhline(1.0, color="grey", ls="--")
-    axes[1].set_ylabel("recommended / true largest safe LR")
-    axes[1].set_xlabel("held-out scenario")
-    n_cert, n = len(cert), len(cases)
-    fig.suptitle(f"{title}: {n_cert} of {n} cases certified", fontsize=11)
-    fig.tight_layout()
-    add_caption(fig, "Each case: the advisor's pilot runs pick a learning rate for the requested ε; a held-out run "
-                "at that LR measures ΔL(P1) (left: points below the dashed y = x line kept the promise). Right: the "
-                "recommended LR over the true largest safe LR found on the held-out grid (below 1: conservative). "
-                "Only certified cases are drawn.")
-    return fig
-
-
 def synthetic_ratios(cells: pd.DataFrame, title: str = "Synthetic lab: extra ΔL(P1) over SFT at equal domain gain"):
     """ΔL(P1)_method − ΔL(P1)_SFT at common gains (mean over seeds, bootstrap interval over seeds), one
     panel per domain variant. The ratio is often undefined here (SFT's ΔL ≤ 0 or no common gain), so

@@ -125,7 +125,10 @@ def figures(result: TierResult, save) -> None:
     save(plots.probe_check(f["probe_check"], about), "llm_probe_check")
     save(plots.ablation(f["ablation"], about), "llm_hard_vs_easy")
     if "advisor_cases" in f and len(f["advisor_cases"]):
-        from talr_theory.plotting.talr_map import advisor_cases
+        from talr_theory.plotting.lab import advisor_validation
 
-        save(advisor_cases(f["advisor_cases"], title=f"Safe-LR advisor on held-out SFT runs ({result.config['model']})"),
+        c = result.config
+        save(advisor_validation(f["advisor_cases"], setting=f"{c['model']}, last {c['n_blocks']} blocks trained; "
+                                f"{c['data']}; SFT pilots on seeds {list(c['seeds'])}, held-out seed "
+                                f"{c['advisor_held_out_seed']}; ΔL(P1) = KL on base-model samples"),
              "llm_advisor_held_out")
