@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from talr_theory import report
-from talr_theory.tiers import protocol
-from talr_theory.tiers.protocol import StageStore, TierResult, cost_at_gain, fingerprint, paired_ratio
+from talr_theory.tiers import measures, protocol
+from talr_theory.tiers.measures import cost_at_gain, paired_ratio
+from talr_theory.tiers.protocol import StageStore, TierResult, fingerprint
 from talr_theory.verdicts import code_check, verdict
 
 
@@ -79,7 +80,7 @@ def test_cost_at_gain_never_uses_the_origin_as_a_bracket():
 
 def test_frontier_takes_the_least_cost_over_learning_rates():
     at = pd.DataFrame({"lr": [1, 2, 1, 2], "gain": [1, 1, 2, 2], "delta_L": [0.3, 0.2, np.nan, 0.9]})
-    f = protocol.frontier(at, over="lr", by=["gain"])
+    f = measures.frontier(at, over="lr", by=["gain"])
     assert f.set_index("gain")["delta_L"].to_dict() == {1: 0.2, 2: 0.9}
     assert f.set_index("gain")["lr"].to_dict() == {1: 2, 2: 2}
 

@@ -41,15 +41,19 @@ from talr_theory.theory.scenario import ScenarioConfig, make_scenario
 from talr_theory.theory.steps import TALR_W_MIN
 from talr_theory.theory.tilt import check_single_step, summarize_single_step
 from talr_theory.theory.trajectories import run_trajectory
-from talr_theory.tiers.measures import eps_power_law_shape, frontier, paired_difference
+from talr_theory.tiers.measures import (
+    cost_at_gain,
+    eps_power_law_shape,
+    frontier,
+    paired_difference,
+    paired_ratio,
+)
 from talr_theory.tiers.protocol import (
     TierResult,
     bound_check,
     collect_packed,
-    cost_at_gain,
     direction_verdict,
     exponent_verdicts,
-    paired_ratio,
     thm31_verdicts,
 )
 from talr_theory.verdicts import code_check

@@ -39,16 +39,12 @@ from talr_theory import __version__
 from talr_theory.claims import claim_verdict
 from talr_theory.configs import json_safe, to_dict
 from talr_theory.results import ResultsTable
-from talr_theory.tiers.measures import (  # noqa: F401  (re-exported: tiers import them from here)
-    PairedDifference,
+from talr_theory.tiers.measures import (
     PairedRatio,
     PowerLawShape,
-    cost_at_gain,
     direction_ratios,
     fixed_gain_slopes,
-    frontier,
     lr_pair_at_gain,
-    paired_difference,
     paired_ratio,
     per_unit_mean_ci,
 )

@@ -60,12 +60,10 @@ from talr_theory.theory.reweighting import linearised_coefficients, predicted_ra
 from talr_theory.theory.scenario import ScenarioConfig, make_scenario
 from talr_theory.theory.steps import TAU_RULES as STEP_TAU_RULES
 from talr_theory.theory.trajectories import run_trajectory
+from talr_theory.tiers.measures import cost_at_gain, paired_difference, paired_ratio
 from talr_theory.tiers.protocol import (
     TierResult,
     collect_packed,
-    cost_at_gain,
-    paired_difference,
-    paired_ratio,
 )
 from talr_theory.verdicts import format_ci, judge
 

@@ -8,7 +8,8 @@ import pandas as pd
 import talr_theory.tiers.llm.compare as cmp
 from talr_theory.claims import claim_verdict
 from talr_theory.tiers.llm.config import NAME, P1_LABEL, P1S, Config
-from talr_theory.tiers.protocol import cost_at_gain, exponent_verdicts
+from talr_theory.tiers.measures import cost_at_gain
+from talr_theory.tiers.protocol import exponent_verdicts
 
 
 def long_units(traj: pd.DataFrame, p1: str) -> pd.DataFrame:
