@@ -12,8 +12,11 @@ shared machine hits them alike):
 - ``prefix``: computing the frozen prefix's activations of every input set once (new only).
 
 Ways: ``full`` = the whole model with a frozen prefix, recomputed at every step (no cache);
-``cached`` = the prefix cached, the head at every position (the tier before); ``new`` = the prefix
-cached, the prefix pass stopped at its last block, the head only where a loss or a measure reads it.
+``cached`` = the prefix cached, the head at every position; ``sparse`` = the prefix cached, the head only
+where a loss or a measure reads it, written into a dense [B, T, V] tensor of zeros (the tier before);
+``new`` = the same head positions in the compact layout (``training.tail.CompactLogits``: no dense
+tensor is built, filled or back-propagated), with bf16 autocast in the training step as the stage runs it
+(``Config.bf16``; measures stay float32).
 The projection multiplies the parts by the stage's counts of runs, steps and checkpoints (the run list of
 ``tiers.llm.runs.units``) and says so; ``--run`` measures the real thing. Nothing here asserts. Report the
 load average with the numbers: on a shared CPU every time is inflated.
@@ -49,25 +52,57 @@ def _models(env, cfg):
         layer.requires_grad_(True)
     full.model.norm.requires_grad_(True)
     cached = TailLM(env.loaded.model, cfg.n_blocks, cache=env.tail.cache)  # no registered reads: every logit
+    sparse = _DenseSparse(env.loaded.model, cfg.n_blocks, cache=env.tail.cache)
+    sparse.read_positions([], reads=env.tail.reads)
     new = TailLM(env.loaded.model, cfg.n_blocks, cache=env.tail.cache)
     new.read_positions([], reads=env.tail.reads)
-    return {"full": full, "cached": cached, "new": new}
+    new.compact_eval = True
+    return {"full": full, "cached": cached, "sparse": sparse, "new": new}
 
 
-def _step_fn(model, batch):
+def _dense_sparse_class():
+    from talr_theory.training.tail import TailLM
+
+    class DenseSparse(TailLM):
+        """The head at the read positions, always written into dense zeros (the layout before CompactLogits)."""
+
+        def _sparse_head(self, h, attention_mask, reads):
+            was = self.training
+            self.training = False
+            try:
+                return super()._sparse_head(h, attention_mask, reads)
+            finally:
+                self.training = was
+    return DenseSparse
+
+
+def _DenseSparse(*args, **kwargs):
+    return _dense_sparse_class()(*args, **kwargs)
+
+
+def _step_fn(model, batch, bf16: bool):
+    import contextlib
+
     import torch
 
     from talr_theory.training.objectives import ce_loss
+    from talr_theory.training.tail import compact_labels
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, _ = ce_loss(logits, batch["labels"])
+        model.train()
+        with autocast:
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        positions = getattr(out, "positions", None)
+        labels = batch["labels"] if positions is None else compact_labels(batch["labels"], positions)
+        loss, _ = ce_loss(out.logits, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        model.eval()
     return step
 
 
@@ -79,7 +114,7 @@ def parts(env, cfg, reps: int) -> dict[str, dict[str, float]]:
     dom = env.domains["label"]
     batch = collate(dom.train[:cfg.batch_size], env.pad)
     models = _models(env, cfg)
-    steps = _bench({k: _step_fn(m, batch) for k, m in models.items()}, reps)
+    steps = _bench({k: _step_fn(m, batch, bf16=(k == "new" and cfg.bf16)) for k, m in models.items()}, reps)
 
     def checkpoint(model):
         def go():
@@ -100,7 +135,7 @@ def projection(cfg, env, part: dict, prefix_s: float) -> dict[str, float]:
     n_ckpt = steps // every  # step 0 is the cached base row
     wise = sum(k["run"] == "sft+wise" for k in keys)  # those checkpoints are read twice
     out = {}
-    for way in ("full", "cached", "new"):
+    for way in ("full", "cached", "sparse", "new"):
         per_run = steps * part["train step"][way] + n_ckpt * part["checkpoint"][way]
         out[way] = len(keys) * per_run + wise * n_ckpt * part["checkpoint"][way] + (prefix_s if way != "full" else 0)
     out["n_runs"], out["steps_per_run"], out["checkpoints_per_run"] = len(keys), steps, n_ckpt
@@ -124,13 +159,14 @@ def main(argv=None) -> int:
     setup_s = time.perf_counter() - t0
     print(f"setup (model, data, samples, prefix cache of every input set, base values): {setup_s:.1f} s")
     part = parts(env, cfg, args.reps)
-    print(f"{'part':<12}{'full (no cache)':>18}{'cached prefix':>16}{'new':>10}")
+    print(f"{'part':<12}{'full (no cache)':>18}{'cached prefix':>16}{'sparse dense':>14}{'new':>10}{'sparse/new':>12}")
     for name, t in part.items():
-        print(f"{name:<12}{t['full']:>17.3f}s{t['cached']:>15.3f}s{t['new']:>9.3f}s")
+        print(f"{name:<12}{t['full']:>17.3f}s{t['cached']:>15.3f}s{t['sparse']:>13.3f}s{t['new']:>9.3f}s"
+              f"{t['sparse'] / t['new']:>11.2f}×")
     proj = projection(cfg, env, part, prefix_s=setup_s)
     print(f"projected training + checkpoints of the stage ({proj['n_runs']} runs × {proj['steps_per_run']} steps, "
           f"{proj['checkpoints_per_run']} checkpoints each): full {proj['full']:.0f} s, cached {proj['cached']:.0f} s, "
-          f"new {proj['new']:.0f} s (line scans, probes and the advisor's runs not included)")
+          f"sparse {proj['sparse']:.0f} s, new {proj['new']:.0f} s (line scans, probes and the advisor's runs not included)")
     if args.run:
         t0 = time.perf_counter()
         res = llm.run(cfg, progress=False)

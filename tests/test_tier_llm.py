@@ -106,9 +106,12 @@ def test_cached_prefix_training_run_equals_the_uncached_run(tiny, one_thread):
     from talr_theory.training.core import train
     from talr_theory.training.tail import TailLM
 
-    exs = [EncodedExample(f"e{k}", [1, 5 + k, 9, 12 + k, 7, 8], [IGNORE, IGNORE, IGNORE, 12 + k, 7, 8]) for k in range(6)]
-    for method in ("sft", "talr"):
-        tc = TrainConfig(method=method, lr=1e-2, steps=4, batch_size=3, eval_every=2, seed=3)
+    # rows of different lengths and supervised counts, so the compact layout has empty slots
+    exs = [EncodedExample(f"e{k}", [1, 5 + k, 9, 12 + k, 7, 8][:6 - k % 3],
+                          [IGNORE, IGNORE, IGNORE if k % 2 else 9, 12 + k, 7, 8][:6 - k % 3]) for k in range(6)]
+    for method in ("sft", "talr", "eaft", "asft", "truncate-hard"):
+        # truncate-hard keeps tokens with p ≥ θ; a random model gives every token p ≈ 1/V, so θ sits below that
+        tc = TrainConfig(method=method, lr=1e-2, steps=4, batch_size=3, eval_every=2, seed=3, truncate_theta=1e-6)
         tail = TailLM(tiny.model, 1)
         tail.read_positions(exs)
         a = train(tail, exs, tc, pad_id=0, progress=False)
@@ -123,6 +126,16 @@ def test_cached_prefix_training_run_equals_the_uncached_run(tiny, one_thread):
             assert torch.allclose(la[i, read], lb[i, read], atol=1e-4)
         assert not torch.allclose(lb, tiny.model(input_ids=batch["input_ids"],
                                                  attention_mask=batch["attention_mask"]).logits)  # it trained
+
+
+def test_compact_labels_align_with_the_read_positions_and_refuse_an_unread_label():
+    from talr_theory.training.tail import compact_labels
+
+    labels = torch.tensor([[IGNORE, IGNORE, 7, 8, IGNORE], [IGNORE, 4, IGNORE, IGNORE, IGNORE]])
+    positions = torch.tensor([[1, 2], [0, -1]])  # row 0 reads t = 1, 2 (labels 7, 8); row 1 reads t = 0 (label 4)
+    assert compact_labels(labels, positions).tolist() == [[IGNORE, 7, 8], [IGNORE, 4, IGNORE]]
+    with pytest.raises(ValueError, match="cover 2 of 3"):
+        compact_labels(labels, torch.tensor([[1, -1], [0, -1]]))
 
 
 def test_probe_group_nests_insertions_and_supervises_easy_tokens():
@@ -624,3 +637,36 @@ def test_full_model_paper_protocol_beside_the_proxy(one_thread):
     for a, b in zip(verdicts[False], verdicts[True]):
         print(f"{a.claim}: proxy {a.estimate:.3g} [{a.ci_lo:.3g}, {a.ci_hi:.3g}] {a.verdict}; "
               f"full model {b.estimate:.3g} [{b.ci_lo:.3g}, {b.ci_hi:.3g}] {b.verdict}")
+
+
+def test_a_copy_of_the_tail_trains_alone_and_shares_the_frozen_base(tiny, one_thread):
+    from talr_theory.training.tail import TailLM
+
+    tail = TailLM(tiny.model, 1)
+    twin = copy.deepcopy(tail)
+    assert twin._base is tail._base and twin.cache is tail.cache and twin.reads is tail.reads
+    with torch.no_grad():
+        next(twin.inner.model.layers.parameters()).add_(1.0)
+    ids = torch.tensor([[1, 5, 9, 12]])
+    assert not torch.allclose(twin(ids).logits, tail(ids).logits)  # its own blocks
+
+
+def test_domain_units_read_compact_logits_as_they_read_dense_ones(tiny, one_thread):
+    from talr_theory.tiers.llm.measures import domain_units
+
+    exs = [EncodedExample("a", [1, 5, 9, 12, 7, 8], [IGNORE, IGNORE, IGNORE, 12, 7, 8]),
+           EncodedExample("b", [1, 3, 4, 6], [IGNORE, IGNORE, 4, 6])]
+    spans = [(3, 5), (2, 4)]
+    tail = _perturbed_tail(tiny.model)
+    tail.read_positions(exs)
+    dense = domain_units(tail, exs, spans, pad=0, batch_size=2)
+    tail.compact_eval = True
+    compact = domain_units(tail, exs, spans, pad=0, batch_size=2)
+    assert np.allclose(dense[0], compact[0], rtol=1e-6) and np.array_equal(dense[1], compact[1])
+    assert dense[0].min() > 0
+
+
+def _perturbed_tail(model):
+    from talr_theory.training.tail import TailLM
+
+    return TailLM(_perturbed(model, scale=0.5), 1)

@@ -54,6 +54,7 @@ def objective_gradient(model, examples, method: str = "sft", pad_id: int = 0, ta
     median τ is computed once over the whole batch (two passes) so that it matches a single batch.
     """
     from talr_theory.data.encode import collate
+    from talr_theory.training.tail import logits_and_labels
 
     if method not in ("sft", "talr"):
         raise ValueError(f"objective_gradient: method must be 'sft' or 'talr', got {method!r}")
@@ -67,8 +68,8 @@ def objective_gradient(model, examples, method: str = "sft", pad_id: int = 0, ta
     with torch.no_grad():
         for k, chunk in enumerate(batches):
             batch = collate(chunk, pad_id)
-            nll, mask = obj.token_nll(model(input_ids=batch["input_ids"],
-                                            attention_mask=batch["attention_mask"]).logits, batch["labels"])
+            nll, mask = obj.token_nll(*logits_and_labels(model(input_ids=batch["input_ids"],
+                                                               attention_mask=batch["attention_mask"]), batch["labels"]))
             for row in range(nll.shape[0]):
                 losses.append(nll[row][mask[row]].double())
                 owners.append(k * batch_size + row)
@@ -80,11 +81,12 @@ def objective_gradient(model, examples, method: str = "sft", pad_id: int = 0, ta
     grads = [torch.zeros_like(p) for p in params]
     for chunk in batches:
         batch = collate(chunk, pad_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits, labels = logits_and_labels(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]),
+                                           batch["labels"])
         if method == "talr":
-            loss, _ = obj.talr_loss(logits, batch["labels"], total, tau=t, w_min=w_min)
+            loss, _ = obj.talr_loss(logits, labels, total, tau=t, w_min=w_min)
         else:
-            loss, _ = obj.ce_loss(logits, batch["labels"], total)
+            loss, _ = obj.ce_loss(logits, labels, total)
         for g, gp in zip(grads, torch.autograd.grad(loss, params)):
             g += gp
     model.train(was_training)

@@ -33,6 +33,7 @@ from torch import nn
 
 from talr_theory.training import objectives as obj
 from talr_theory.training.config import METHODS, TrainConfig, checkpoint_steps, lr_factor  # noqa: F401 (re-exported)
+from talr_theory.training.tail import logits_and_labels
 from talr_theory.training.params import (
     add_l2_to_init_grad,
     apply_lora,
@@ -102,6 +103,16 @@ def _reference_logits(ref_model: nn.Module | None, batch: dict, autocast) -> tor
         return None
     with torch.no_grad(), autocast:
         return ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def _gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Dense [B, T, V] logits in the compact layout of ``positions`` [B, K] (slot K and empty slots zero)."""
+    b, k = positions.shape
+    out = logits.new_zeros((b, k + 1, logits.shape[-1]))
+    valid = positions >= 0
+    rows = torch.arange(b, device=logits.device)[:, None].expand(b, k)
+    out[:, :k][valid] = logits[rows[valid], positions[valid]]
+    return out
 
 
 def flow_weights_for(model, examples, pad_id: int, batch_size: int, tau: float | None = None) -> dict:
@@ -248,11 +259,12 @@ def train(
             sync = contextlib.nullcontext() if (ddp is None or m == len(micro) - 1) else ddp.no_sync()
             with sync:
                 with autocast:
-                    logits = forward_model(input_ids=batch["input_ids"],
-                                           attention_mask=batch["attention_mask"]).logits
+                    out = forward_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                logits, labels = logits_and_labels(out, batch["labels"])  # compact: logits only where read
                 ref = _reference_logits(ref_model, batch, autocast)
-                loss, info = loss_fn(logits, batch["labels"], n_global, example_weights=ew, ref_logits=ref,
-                                     **loss_opts)
+                if ref is not None and getattr(out, "positions", None) is not None:
+                    ref = _gather_positions(ref, out.positions)
+                loss, info = loss_fn(logits, labels, n_global, example_weights=ew, ref_logits=ref, **loss_opts)
                 (loss * world).backward()
             stats["loss"] += float(loss.detach())
             for k in ("n_tokens", "sum_nll", "sum_weight", "sum_kl"):

@@ -45,6 +45,7 @@ def per_example_nll(model, examples: list, pad_id: int = 0, batch_size: int = 8,
     NLL sums are accumulated in float64. Examples with no supervised token get NaN mean NLL.
     """
     from talr_theory.data.encode import collate
+    from talr_theory.training.tail import logits_and_labels
 
     device = next(model.parameters()).device
     log_threshold = -math.log(p_threshold)
@@ -56,8 +57,8 @@ def per_example_nll(model, examples: list, pad_id: int = 0, batch_size: int = 8,
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16_autocast else torch.autocast(
             device.type, enabled=False)
         with ctx:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        nll, mask = token_nll(logits, batch["labels"])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        nll, mask = token_nll(*logits_and_labels(out, batch["labels"]))
         nll64 = nll.double() * mask
         sums = nll64.sum(dim=1).cpu().numpy()
         counts = mask.sum(dim=1).cpu().numpy()

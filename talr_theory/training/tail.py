@@ -22,6 +22,7 @@ the output head stays frozen (with tied embeddings it is the embedding matrix).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -82,6 +83,21 @@ class TailLM(nn.Module):
         self.__dict__["_cache"] = {} if cache is None else cache  # shareable between tails of one base
         self.__dict__["_reads"] = {}  # row -> sorted positions whose logits are read (absent: every position)
         self.config = self.inner.config
+        self.compact_eval = False
+        self.eval()  # dense logits unless a trainer switches to training mode (compact logits, _sparse_head)
+
+    def __deepcopy__(self, memo):
+        """A copy with its own last blocks, sharing the frozen base, the prefix cache and the read registry
+        (a frozen reference such as ASFT's anchor would otherwise copy the whole base model and its cache)."""
+        shared = {k: self.__dict__[k] for k in ("_base", "_cache", "_reads")}
+        for k in shared:
+            memo[id(shared[k])] = shared[k]
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        return new
 
     def read_positions(self, examples, reads: dict | None = None) -> None:
         """Register, per sequence of ``examples``, the positions t whose logit is read (labels[t+1] supervised).
@@ -167,7 +183,15 @@ class TailLM(nn.Module):
         return self._sparse_head(h, attention_mask, reads)
 
     def _sparse_head(self, h: torch.Tensor, attention_mask: torch.Tensor, reads: list[list[int]]):
-        """Logits only at the registered positions (zeros elsewhere): the head is the costliest matmul."""
+        """Logits only at the registered positions: the head is the costliest matmul.
+
+        In eval mode the logits are dense [B, T, V] with zeros at the other positions (what measures index),
+        unless ``compact_eval`` is set (a reader that handles :class:`CompactLogits`, e.g. the llm tier's measures).
+        In training mode they are *compact* (:class:`CompactLogits`): [B, K + 1, V] holding row b's K_b read
+        positions first (``positions`` [B, K], -1 = none), so no [B, T, V] tensor is built, filled or
+        back-propagated (on SmolLM2 that tensor cost more than the blocks). ``training.core`` aligns the
+        labels with :func:`compact_labels`.
+        """
         from transformers.modeling_outputs import CausalLMOutputWithPast
 
         hidden = self.inner.get_decoder()(inputs_embeds=h, attention_mask=attention_mask,
@@ -176,6 +200,49 @@ class TailLM(nn.Module):
         cols = torch.tensor([t for pos in reads for t in pos], dtype=torch.long)
         head = self.inner.get_output_embeddings()
         picked = head(hidden[rows, cols])
+        if self.training or self.compact_eval:
+            k = max(len(pos) for pos in reads)
+            slots = torch.tensor([j for pos in reads for j in range(len(pos))], dtype=torch.long)
+            logits = picked.new_zeros((h.shape[0], k + 1, picked.shape[-1])).index_put((rows, slots), picked)
+            positions = torch.full((h.shape[0], k), -1, dtype=torch.long)
+            positions[rows, slots] = cols
+            return CompactLogits(logits=logits, positions=positions.to(h.device))
         logits = picked.new_zeros((h.shape[0], h.shape[1], picked.shape[-1]))
         logits = logits.index_put((rows, cols), picked)
         return CausalLMOutputWithPast(logits=logits)
+
+
+@dataclass
+class CompactLogits:
+    """Logits at the read positions only: ``logits[b, j]`` is the logit at position ``positions[b, j]``
+    (j < K; -1 marks an empty slot, whose logits are zero); the last slot ``logits[:, K]`` is never read."""
+
+    logits: torch.Tensor
+    positions: torch.Tensor
+
+
+def compact_labels(labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Labels [B, K + 1] aligned with compact logits under the causal shift (logit slot j predicts label slot j + 1).
+
+    ``labels`` are the dense [B, T] labels; slot j + 1 takes ``labels[b, positions[b, j] + 1]``, slot 0 and empty
+    slots are ignored (-100). Raises ValueError when a supervised label has no read position (its logit was
+    never computed): a loss on compact logits then covers every supervised token or does not run.
+    """
+    b, k = positions.shape
+    out = torch.full((b, k + 1), -100, dtype=labels.dtype, device=labels.device)
+    valid = positions >= 0
+    rows = torch.arange(b, device=labels.device)[:, None].expand(b, k)
+    out[:, 1:][valid] = labels[rows[valid], positions[valid] + 1]
+    covered = int(out.ne(-100).sum())
+    supervised = int(labels[:, 1:].ne(-100).sum())
+    if covered != supervised:
+        raise ValueError(f"compact logits cover {covered} of {supervised} supervised tokens: register every "
+                         f"trained sequence's positions with TailLM.read_positions")
+    return out
+
+
+def logits_and_labels(out, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model output's logits and the labels aligned with them: dense as given, or compacted for
+    :class:`CompactLogits` (what every loss on a model's output goes through)."""
+    positions = getattr(out, "positions", None)
+    return (out.logits, labels) if positions is None else (out.logits, compact_labels(labels, positions))

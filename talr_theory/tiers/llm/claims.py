@@ -50,27 +50,40 @@ def method_table(final: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def claimed_methods(runs: pd.DataFrame) -> list[str]:
+    """Methods in ``runs`` with a registered claim ``<method>_vs_sft`` (TALR; EAFT and ASFT as toolkit claims)."""
+    from talr_theory.claims import CLAIMS
+
+    return [m for m in sorted(runs["method"].unique()) if f"{m}_vs_sft" in CLAIMS]
+
+
 def talr_paper(final: pd.DataFrame, cfg: Config) -> list:
-    """``talr_vs_sft`` (ΔL ratio) and ``talr_comparable_domain`` (accuracy difference) at paper_lr, last checkpoint."""
+    """``<method>_vs_sft`` (ΔL ratio) at paper_lr, last checkpoint, per method with a claim; for TALR also
+    ``talr_comparable_domain`` (accuracy difference)."""
     lr = cfg.resolved_paper_lr()
     base = cmp.select(final, format="label", optimizer="adamw", lr=lr)
-    acc = cmp.paired_difference(_final(base, "units_acc", method="talr"), _final(base, "units_acc", method="sft"),
-                                cfg.n_boot, cfg.seed)
-    means = {m: cmp.select(base, method=m)["accuracy"].mean() for m in ("talr", "sft")}
-    out = [_verdict("talr_comparable_domain", "paper", acc, f"LR {lr:g}",
-                    _note(cfg, acc, f"Held-out accuracy TALR − SFT (teacher-forced exact match) after {cfg.epochs} "
-                                    f"epochs at LR {lr:g}.",
-                          f"Mean accuracy TALR {means['talr']:.3f}, SFT {means['sft']:.3f} (comparable accuracies "
-                          f"that never left the base say nothing about learning)."))]
-    for p1 in P1S:
-        talr, sft = _final(base, f"units_{p1}", method="talr"), _final(base, f"units_{p1}", method="sft")
-        r = cmp.paired_ratio_of_means(talr, sft, cfg.n_boot, cfg.seed)
-        d = cmp.paired_difference(talr, sft, cfg.n_boot, cfg.seed)
-        out.append(_verdict("talr_vs_sft", "paper", r, f"{P1_LABEL[p1]}, LR {lr:g}",
-                            _note(cfg, r, f"mean ΔL(TALR) / mean ΔL(SFT) after {cfg.epochs} epochs at LR {lr:g} "
-                                          "(undefined when SFT's mean ΔL ≤ 0).",
-                                  f"Difference ΔL(TALR) − ΔL(SFT): {format_ci(d.estimate, *d.ci)}. "
-                                  f"Accuracy TALR − SFT beside it: {format_ci(acc.estimate, *acc.ci)}.")))
+    out = []
+    for method in claimed_methods(base):
+        acc = cmp.paired_difference(_final(base, "units_acc", method=method), _final(base, "units_acc", method="sft"),
+                                    cfg.n_boot, cfg.seed)
+        means = {m: cmp.select(base, method=m)["accuracy"].mean() for m in (method, "sft")}
+        name = method.upper()
+        if method == "talr":
+            out.append(_verdict("talr_comparable_domain", "paper", acc, f"LR {lr:g}",
+                                _note(cfg, acc, f"Held-out accuracy TALR − SFT (teacher-forced exact match) after "
+                                                f"{cfg.epochs} epochs at LR {lr:g}.",
+                                      f"Mean accuracy TALR {means['talr']:.3f}, SFT {means['sft']:.3f} (comparable "
+                                      f"accuracies that never left the base say nothing about learning).")))
+        for p1 in P1S:
+            mine, sft = _final(base, f"units_{p1}", method=method), _final(base, f"units_{p1}", method="sft")
+            r = cmp.paired_ratio_of_means(mine, sft, cfg.n_boot, cfg.seed)
+            d = cmp.paired_difference(mine, sft, cfg.n_boot, cfg.seed)
+            out.append(_verdict(f"{method}_vs_sft", "paper", r, f"{P1_LABEL[p1]}, LR {lr:g}",
+                                _note(cfg, r, f"mean ΔL({name}) / mean ΔL(SFT) after {cfg.epochs} epochs at LR {lr:g} "
+                                              "(undefined when SFT's mean ΔL ≤ 0).",
+                                      f"Difference ΔL({name}) − ΔL(SFT): {format_ci(d.estimate, *d.ci)}. "
+                                      f"Accuracy {name} − SFT beside it: {format_ci(acc.estimate, *acc.ci)} "
+                                      f"(means {means[method]:.3f} vs {means['sft']:.3f}).")))
     return out
 
 
@@ -103,7 +116,7 @@ def finding1(traj: pd.DataFrame, final: pd.DataFrame, cfg: Config) -> list:
 
 
 def frontier(traj: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
-    """ΔL(P1) at equal held-out accuracy on each method's best LR; ``talr_vs_sft`` stricter verdicts."""
+    """ΔL(P1) at equal held-out accuracy on each method's best LR; ``<method>_vs_sft`` stricter verdicts."""
     runs = cmp.select(traj, format="label", optimizer="adamw")
     rows, out = [], []
     methods = sorted(m for m in runs["method"].unique() if not m.endswith("-only"))  # ablation runs are not methods
@@ -114,10 +127,10 @@ def frontier(traj: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
                 mean = float(np.mean([np.nanmean(u) for u in units.values()])) if units else math.nan
                 rows.append({"method": m, "accuracy_level": level, "p1": P1_LABEL[p1], "best_lr": lr,
                              "dL_at_accuracy": mean, "n_seeds": len(units)})
-            if "talr" in pts and "sft" in pts:
-                e = cmp.paired_difference(pts["talr"][1], pts["sft"][1], cfg.n_boot, cfg.seed)
-                out.append(_verdict("talr_vs_sft", "stricter", e, f"{P1_LABEL[p1]}, accuracy {level:g}",
-                                    _note(cfg, e, f"ΔL(TALR at LR {pts['talr'][0]:g}) − ΔL(SFT at LR {pts['sft'][0]:g}), "
+            for m in (claimed_methods(runs) if "sft" in pts else []):
+                e = cmp.paired_difference(pts[m][1], pts["sft"][1], cfg.n_boot, cfg.seed)
+                out.append(_verdict(f"{m}_vs_sft", "stricter", e, f"{P1_LABEL[p1]}, accuracy {level:g}",
+                                    _note(cfg, e, f"ΔL({m.upper()} at LR {pts[m][0]:g}) − ΔL(SFT at LR {pts['sft'][0]:g}), "
                                                   f"each method's best LR at held-out accuracy {level:g} (LR chosen on "
                                                   f"the same runs: the interval is conditional on that choice);")))
     return out, pd.DataFrame(rows)

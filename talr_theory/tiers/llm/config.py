@@ -33,6 +33,7 @@ class Config:
     epochs: int = 3
     evals_per_epoch: int = 1           # checkpoints: every 1/evals_per_epoch epoch (and step 0)
     batch_size: int = 24
+    bf16: bool = True                  # bf16 autocast in the training steps (weights, optimizer, measures: float32)
     paper_lr: float = 0.0              # the LR of the paper-protocol comparison (0: the largest of lrs)
     # Baselines: each at compare_lrs × compare_seeds (LoRA at lora_lr_factor × those LRs); WiSE-FT trains nothing,
     # it interpolates each SFT run at wise_alpha.

@@ -43,7 +43,8 @@ def domain_units(model, examples: list, spans: list, pad: int, batch_size: int) 
     for lo in range(0, len(examples), batch_size):
         chunk = examples[lo:lo + batch_size]
         batch = collate(chunk, pad)
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+        logits = _dense_view(out, batch["input_ids"].shape[1])
         for i, ex in enumerate(chunk):
             pos = torch.tensor(response_positions(ex), dtype=torch.long)
             logp = torch.log_softmax(logits[i, pos].double(), dim=-1)
@@ -55,6 +56,29 @@ def domain_units(model, examples: list, spans: list, pad: int, batch_size: int) 
                 top = logits[i, span[0] - 1:span[1] - 1].argmax(dim=-1)
                 correct[lo + i] = float(bool((top == torch.tensor(ex.input_ids[span[0]:span[1]])).all()))
     return code, correct
+
+
+class _Rows:
+    """Dense-style row indexing ``[i, positions]`` over compact logits (``training.tail.CompactLogits``)."""
+
+    def __init__(self, logits: torch.Tensor, positions: torch.Tensor, length: int):
+        self.logits = logits
+        self.slot = torch.full((positions.shape[0], length), -1, dtype=torch.long)
+        rows, slots = (positions >= 0).nonzero(as_tuple=True)
+        self.slot[rows, positions[rows, slots].cpu()] = slots.cpu()
+
+    def __getitem__(self, key):
+        i, pos = key
+        slot = self.slot[i, pos]
+        if bool((slot < 0).any()):
+            raise ValueError(f"row {i}: a read position has no logit (register it with TailLM.read_positions)")
+        return self.logits[i, slot]
+
+
+def _dense_view(out, length: int):
+    """The output's logits indexable as [row, positions] whether dense [B, T, V] or compact."""
+    positions = getattr(out, "positions", None)
+    return out.logits if positions is None else _Rows(out.logits, positions, length)
 
 
 class General:

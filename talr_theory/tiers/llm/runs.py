@@ -134,8 +134,10 @@ def train_run(env: Env, cfg: Config, run: str, lr: float, seed: int, optimizer: 
     else:
         model = TailLM(env.loaded.model, cfg.n_blocks, cache=env.tail.cache)
         model.read_positions([], reads=env.tail.reads)
+        model.compact_eval = True  # the measures read compact logits (no dense [B, T, V] zeros at checkpoints)
     steps, every = cfg.steps_for(len(dom.train))  # the same steps for the masked sets: same LR and steps
     tc = TrainConfig(method=method, lr=lr, optimizer=optimizer, steps=steps, batch_size=cfg.batch_size,
+                     bf16_autocast=cfg.bf16,
                      eval_every=every, seed=seed, l2_coeff=cfg.l2_coeff, lora_rank=cfg.lora_rank,
                      lora_alpha=2.0 * cfg.lora_rank, lora_targets=LORA_TARGETS, wise_alphas=(1.0, cfg.wise_alpha))
     res = train(model, examples, tc, evaluator=dom.measure, pad_id=env.pad, progress=False)
