@@ -33,7 +33,6 @@ from torch import nn
 
 from talr_theory.training import objectives as obj
 from talr_theory.training.config import METHODS, TrainConfig, checkpoint_steps, lr_factor  # noqa: F401 (re-exported)
-from talr_theory.training.tail import logits_and_labels
 from talr_theory.training.params import (
     add_l2_to_init_grad,
     apply_lora,
@@ -42,6 +41,7 @@ from talr_theory.training.params import (
     trainable_parameters,
     wise_interpolate,
 )
+from talr_theory.training.tail import logits_and_labels
 
 
 @dataclass
