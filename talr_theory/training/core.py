@@ -97,12 +97,19 @@ def _pad_id(model_or_loaded, pad_id: int | None) -> int:
     return 0
 
 
-def _reference_logits(ref_model: nn.Module | None, batch: dict, autocast) -> torch.Tensor | None:
-    """The frozen base model's logits on ``batch`` (ASFT's anchor), without gradient; None without a reference."""
+def _reference_logits(ref_model: nn.Module | None, batch: dict, autocast, like=None) -> torch.Tensor | None:
+    """The frozen base model's logits on ``batch`` (ASFT's anchor), without gradient, in the layout of the
+    policy's output ``like`` (dense, or compact at its positions); None without a reference."""
     if ref_model is None:
         return None
     with torch.no_grad(), autocast:
-        return ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        ref = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    mine, theirs = getattr(like, "positions", None), getattr(ref, "positions", None)
+    if theirs is not None:
+        if mine is None or not torch.equal(mine, theirs):
+            raise ValueError("ASFT reference: its compact logits are read at other positions than the policy's")
+        return ref.logits
+    return ref.logits if mine is None else _gather_positions(ref.logits, mine)
 
 
 def _gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -261,9 +268,7 @@ def train(
                 with autocast:
                     out = forward_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
                 logits, labels = logits_and_labels(out, batch["labels"])  # compact: logits only where read
-                ref = _reference_logits(ref_model, batch, autocast)
-                if ref is not None and getattr(out, "positions", None) is not None:
-                    ref = _gather_positions(ref, out.positions)
+                ref = _reference_logits(ref_model, batch, autocast, like=out)
                 loss, info = loss_fn(logits, labels, n_global, example_weights=ew, ref_logits=ref, **loss_opts)
                 (loss * world).backward()
             stats["loss"] += float(loss.detach())
