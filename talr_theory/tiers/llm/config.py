@@ -52,8 +52,10 @@ class Config:
     sgd_lr: float = 0.05               # plain SGD (no momentum) needs its own scale
     # Label-only vs rationale on the same facts: line scans at format_epsilons, trained runs at the largest LR.
     format_epsilons: tuple[float, ...] = (0.01, 0.03, 0.1)
-    accuracy_levels: tuple[float, ...] = (0.3, 0.4, 0.5)   # the equal-accuracy frontier
-    deltas: tuple[float, ...] = (0.1, 0.3, 1.0)              # the selection rule "best accuracy with ΔL(P1) ≤ δ"
+    # the equal-accuracy frontier: levels both LRs of SFT and TALR reach within the default's 3 epochs
+    accuracy_levels: tuple[float, ...] = (0.25, 0.3, 0.4)
+    # the selection rule "best accuracy with ΔL(P1) ≤ δ" (nats per sample / block: the KL after 3 epochs is ~10–50)
+    deltas: tuple[float, ...] = (2.0, 5.0, 10.0)
     n_samples: int = 24                # base-model samples for KL(q0 || qθ)
     sample_len: int = 24
     general_blocks: int = 24
