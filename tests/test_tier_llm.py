@@ -321,6 +321,20 @@ def test_talr_paper_protocol_verdicts_flip_with_the_data():
     assert _verdicts(vs, "talr_comparable_domain")[0].estimate == pytest.approx(-0.25)
 
 
+def test_every_claimed_objective_gets_a_paper_protocol_verdict_and_unclaimed_ones_none():
+    from talr_theory.tiers.llm import claims
+    from talr_theory.tiers.llm.config import Config
+
+    cfg = Config(lrs=(1e-4, 4e-4), n_boot=300)
+    spec = {("sft", 4e-4, "adamw", "label"): (0.5, 2.0), ("eaft", 4e-4, "adamw", "label"): (0.5, 1.0),
+            ("asft", 4e-4, "adamw", "label"): (0.5, 3.0), ("dft", 4e-4, "adamw", "label"): (0.5, 1.0)}
+    vs = claims.talr_paper(_final_frame(spec), cfg)
+    assert sorted({v.claim.split("[")[0] for v in vs}) == ["asft_vs_sft", "eaft_vs_sft"]  # DFT has no claim
+    assert all(v.verdict == "agrees" for v in _verdicts(vs, "eaft_vs_sft"))
+    assert all(v.verdict == "disagrees" for v in _verdicts(vs, "asft_vs_sft"))
+    assert _verdicts(vs, "asft_vs_sft")[0].estimate == pytest.approx(1.5, rel=0.02)
+
+
 def test_ablation_ratios_are_raw_degradations_against_full_sft_and_flip():
     from talr_theory.tiers.llm import claims
     from talr_theory.tiers.llm.config import Config
