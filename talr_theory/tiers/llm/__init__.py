@@ -75,6 +75,7 @@ def _analyse(cfg: Config, env, traj: pd.DataFrame, flines: pd.DataFrame, lines: 
     thm32_v, fits = theorems.theorem_3_2(lam, cfg)
     verdicts += frontier_v + ablation_v + format_v + thm31_v + thm32_v
     label = compare.select(traj[traj["status"].eq("ok")], format="label", optimizer="adamw")
+    label = label[~label["method"].str.endswith("-only")]  # the ablation's runs are not methods
     selection = pd.concat([compare.selection_rule(label, d, f"dL_{p1}") for d in cfg.deltas for p1 in P1S],
                           ignore_index=True)
     info = _info(cfg, env, traj, final, fits, checks)

@@ -136,6 +136,8 @@ def train_run(env: Env, cfg: Config, run: str, lr: float, seed: int, optimizer: 
         model.read_positions([], reads=env.tail.reads)
         model.compact_eval = True  # the measures read compact logits (no dense [B, T, V] zeros at checkpoints)
     steps, every = cfg.steps_for(len(dom.train))  # the same steps for the masked sets: same LR and steps
+    if run.endswith("-only") or format != "label" or optimizer != "adamw":
+        every = steps  # the ablation and the rationale format are read at their last checkpoint only
     tc = TrainConfig(method=method, lr=lr, optimizer=optimizer, steps=steps, batch_size=cfg.batch_size,
                      bf16_autocast=cfg.bf16,
                      eval_every=every, seed=seed, l2_coeff=cfg.l2_coeff, lora_rank=cfg.lora_rank,
