@@ -14,6 +14,18 @@ from talr_theory.paths import shared_dir
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every model the default suite runs is tiny: one torch thread is faster, and far faster when other
+# processes share the cores (a tiny-random forward and backward took 8x longer on two threads than on one
+# on a loaded 2-core machine). Set before torch is imported, so subprocesses (notebook kernels, CLI runs)
+# inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,5 +13,8 @@ def assert_png_drawn(path: str | Path, min_colors: int = 8) -> None:
 
     img = mpimg.imread(str(path))
     assert img.ndim == 3 and min(img.shape[:2]) >= 50, (path, img.shape)
-    colors = np.unique(np.round(img.reshape(-1, img.shape[-1]), 3), axis=0)
+    # Distinct colours at 3 decimals per channel; each pixel packed into one integer, since np.unique
+    # over rows (axis=0) sorts a large figure's pixels lexicographically and takes seconds per image.
+    q = np.rint(img.reshape(-1, img.shape[-1]).astype(np.float64) * 1000).astype(np.int64)
+    colors = np.unique(q @ (1001 ** np.arange(q.shape[1], dtype=np.int64)))
     assert len(colors) >= min_colors, f"{path}: only {len(colors)} distinct colours — nothing drawn?"

@@ -16,11 +16,27 @@ FIELDS = ("claim", "tier", "protocol", "quantity", "estimate", "ci_lo", "ci_hi",
           "verdict", "n_units", "n_seeds")
 
 
+def exact_units_of(quick_run, folder):
+    """``folder`` seeded with the exact stage's per-unit results stored by the session's quick run.
+
+    ``bounds --tier exact --quick --out folder`` then reads those units back instead of computing them
+    again (the same quick config, so the same fingerprinted results folders); the rest of the stage,
+    the verdicts, the JSON and the tables are computed as in a fresh run.
+    """
+    import shutil
+
+    for src in (quick_run / "results").glob("exact_*"):
+        shutil.copytree(src, folder / "results" / src.name)
+    assert list((folder / "results").glob("exact_*")), "the quick run stored no exact units"
+    return folder
+
+
 @pytest.fixture(scope="module")
-def quick_run():
+def bounds_run(quick_run, tmp_path_factory):
+    out = exact_units_of(quick_run, tmp_path_factory.mktemp("bounds"))
     proc = subprocess.run(
         [sys.executable, "-m", "talr_theory.cli", "bounds", "--tier", "exact", "--quick", "--json", "-",
-         "--no-progress"],
+         "--no-progress", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -29,13 +45,13 @@ def quick_run():
 
 
 @pytest.fixture(scope="module")
-def quick_json(quick_run):
-    return json.loads(quick_run.stdout)
+def quick_json(bounds_run):
+    return json.loads(bounds_run.stdout)
 
 
 @pytest.fixture(scope="module")
-def quick_json_stderr(quick_run):
-    return quick_run.stderr
+def quick_json_stderr(bounds_run):
+    return bounds_run.stderr
 
 
 def test_every_record_has_a_protocol_and_registered_claims_use_the_registry(quick_json):
@@ -67,10 +83,11 @@ def test_tier_choices_are_the_stages(capsys):
     assert all(f"'{name}'" in err for name in STAGES), err
 
 
-def test_json_file_and_tables(tmp_path, capsys):
+def test_json_file_and_tables(quick_run, tmp_path, capsys):
     target = tmp_path / "s.json"
-    rc = main(["bounds", "--tier", "exact", "--quick", "--json", str(target), "--out", str(tmp_path / "tables"),
-               "--no-progress"])
+    (tmp_path / "tables").mkdir()
+    rc = main(["bounds", "--tier", "exact", "--quick", "--json", str(target),
+               "--out", str(exact_units_of(quick_run, tmp_path / "tables")), "--no-progress"])
     assert rc == 0
     data = json.loads(target.read_text())
     assert data["tier"] == "exact" and data["config"]["seed"] == 0

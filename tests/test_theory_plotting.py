@@ -36,3 +36,21 @@ def test_figures_are_written(tmp_path):
     ]
     for path in paths:
         assert_png_drawn(path)
+
+
+def test_shown_figure_is_the_written_png_and_is_closed(tmp_path, monkeypatch):
+    """``show=True`` displays the PNG just written (no second drawing) and closes the figure."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    from talr_theory.plotting import save_figure
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, "shown", tmp_path, show=True)
+    assert_png_drawn(path)
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Image)
+    assert shown[0].data == path.read_bytes()
+    assert not plt.fignum_exists(fig.number)

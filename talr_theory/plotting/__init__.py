@@ -9,8 +9,8 @@ from pathlib import Path
 def save_figure(fig, name: str, folder: str | Path | None = None, dpi: int = 130, show: bool = False) -> Path:
     """Write ``fig`` as ``<folder>/<name>.png`` (default folder: ``paths.figures_dir()``) and close it.
 
-    With ``show`` the figure is first displayed (inline in a notebook), since closing it would
-    otherwise keep it from the cell's output.
+    With ``show`` the written PNG is displayed (inline in a notebook): the file just drawn, not the
+    figure drawn a second time, and the figure is closed so that the cell does not show it again.
     """
     import matplotlib.pyplot as plt
 
@@ -20,11 +20,11 @@ def save_figure(fig, name: str, folder: str | Path | None = None, dpi: int = 130
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    if show:
-        from IPython.display import display
-
-        display(fig)
     plt.close(fig)
+    if show:
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
     return path
 
 
