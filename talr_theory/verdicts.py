@@ -191,7 +191,8 @@ def interval_withheld(n_units: int | None) -> bool:
 
 def withheld_note(n_units: int) -> str:
     """The words a record carries when its interval is withheld."""
-    return f"interval withheld: {int(n_units)} units < {MIN_UNITS}"
+    n = int(n_units)
+    return f"interval withheld: {n} unit{'' if n == 1 else 's'} < {MIN_UNITS}"
 
 
 def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[float] | None,
@@ -210,8 +211,9 @@ def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[
                 "describe the seed-to-seed spread, so not counted as evidence.").strip()
     if interval_withheld(n_units):
         lo, hi = float("nan"), float("nan")
-        note = (f"{note} {withheld_note(n_units).capitalize()}: a percentile interval over only {int(n_units)} "
-                "independent units cannot cover, so not counted as evidence.").strip()
+        n = int(n_units)
+        note = (f"{note} {withheld_note(n).capitalize()} (a percentile interval over only {n} independent "
+                f"unit{'' if n == 1 else 's'} cannot cover), so not counted as evidence.").strip()
     return Verdict(claim, tier, quantity, est, lo, hi, _as_value(paper_value), _as_value(alternative_value),
                    judge(lo, hi, paper_value, alternative_value, n_units, n_seeds), note, protocol,
                    None if n_units is None else int(n_units), None if n_seeds is None else int(n_seeds))
