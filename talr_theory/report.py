@@ -30,7 +30,7 @@ import pandas as pd
 
 from talr_theory.claims import CLAIMS, METHOD_NAMES, PAPER_AVERAGES, base_id, qualifier
 from talr_theory.tiers.protocol import TierResult
-from talr_theory.verdicts import LABELS, PROTOCOLS, Verdict, counts, fmt_num, fmt_value, format_ci
+from talr_theory.verdicts import LABELS, PROTOCOLS, Verdict, counts, fmt_num, fmt_value
 
 PIPELINE_MODELS = ("tiny-random",)
 MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct", "stories260k": "stories260K (tiny pretrained Llama)",
@@ -110,7 +110,7 @@ def md_table(frame: pd.DataFrame) -> str:
 
 def verdict_cell(v: Verdict, pipeline: bool) -> str:
     """``**label** estimate [lo, hi]``, marked † when the stage is a pipeline check."""
-    text = f"**{v.verdict}** {format_ci(v.estimate, v.ci_lo, v.ci_hi)}"
+    text = f"**{v.verdict}** {v.interval_text()}"
     if v.estimate_outside_ci:
         text += " (estimate outside its CI)"
     return f"{text} {PIPELINE_MARK}" if pipeline else text
@@ -119,7 +119,7 @@ def verdict_cell(v: Verdict, pipeline: bool) -> str:
 def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     """One line per verdict (for a grid stage's own section)."""
     rows = [{"tier": v.tier, "claim": v.claim, "protocol": v.protocol, "quantity": v.quantity,
-             "estimate [95% CI]": format_ci(v.estimate, v.ci_lo, v.ci_hi),
+             "estimate [95% CI]": v.interval_text(),
              "paper": fmt_value(v.paper_value), "alternative": fmt_value(v.alternative_value),
              "verdict": f"**{v.verdict}**" + (" (estimate outside its CI)" if v.estimate_outside_ci else "")}
             for v in verdicts if v.verdict != "code-check"]
@@ -191,7 +191,7 @@ def _claims_section(results: Sequence[TierResult], pipeline: Sequence[str]) -> l
          "where it gives one. The label comes from one rule (docs/theory.md §4): **agrees** — the interval lies "
          "inside the paper's range, or contains its value and excludes the alternative; **disagrees** — it "
          "excludes the paper's value or range; **uninformative** — neither, no interval, or fewer than 10 "
-         "independent units behind it.", "",
+         "independent units behind it (then the estimate is shown and its interval withheld: [—]).", "",
          _totals(evidence)]
     if n_pipeline:
         L.append(f"{n_pipeline} verdicts from pipeline checks (quick scale or a random-weight model, marked "

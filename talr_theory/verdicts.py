@@ -21,7 +21,9 @@ interval excludes the paper's value.
 
 Power: an interval resting on fewer than :data:`MIN_UNITS` independent units (``n_units``) cannot
 cover reliably (with 3 units a percentile interval is [min, max], coverage ≈ 75%), so such a record
-is ``uninformative`` whatever its interval, and its note says why.
+keeps its point estimate, its interval is withheld (``ci_lo`` / ``ci_hi`` NaN, ``null`` in JSON,
+printed "—"), its label is ``uninformative`` and its note says "interval withheld: N units < 10".
+:func:`verdict` applies this, so no record shows an interval that could not cover.
 
 Each record also says which question it answers (``protocol``): ``paper`` — the paper's own yardstick
 (its protocol, threshold and comparison), judged first; ``stricter`` — a stricter reading this toolkit
@@ -135,6 +137,16 @@ class Verdict:
             return False
         return not (self.ci_lo <= self.estimate <= self.ci_hi)
 
+    @property
+    def interval_withheld(self) -> bool:
+        """The interval was withheld: fewer than :data:`MIN_UNITS` independent units stand behind it."""
+        return self.verdict != "code-check" and interval_withheld(self.n_units)
+
+    def interval_text(self, digits: int = 3) -> str:
+        """``est [lo, hi]``, or ``est [—]`` with the reason when the interval was withheld."""
+        return format_ci(self.estimate, self.ci_lo, self.ci_hi, digits,
+                         n_units=self.n_units if self.interval_withheld else None)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("paper_value", "alternative_value"):
@@ -144,6 +156,7 @@ class Verdict:
             if d[k] is not None and not _finite(d[k]):
                 d[k] = None
         d["estimate_outside_ci"] = self.estimate_outside_ci
+        d["interval_withheld"] = self.interval_withheld
         return d
 
     @classmethod
@@ -171,21 +184,36 @@ class Verdict:
         return f"{text} {self.note}".rstrip()
 
 
+def interval_withheld(n_units: int | None) -> bool:
+    """Whether a record on ``n_units`` independent units has its interval withheld (fewer than MIN_UNITS)."""
+    return n_units is not None and int(n_units) < MIN_UNITS
+
+
+def withheld_note(n_units: int) -> str:
+    """The words a record carries when its interval is withheld."""
+    n = int(n_units)
+    return f"interval withheld: {n} unit{'' if n == 1 else 's'} < {MIN_UNITS}"
+
+
 def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[float] | None,
             paper_value, alternative_value=None, note: str = "", protocol: str = "paper",
             n_units: int | None = None, n_seeds: int | None = None) -> Verdict:
     """Build a record whose label is :func:`judge` of its own fields.
 
-    With ``n_units`` below :data:`MIN_UNITS` the label is ``uninformative`` and the note says why.
+    With ``n_units`` below :data:`MIN_UNITS` the point estimate is kept but the interval is withheld
+    (NaN): a percentile interval over so few units cannot cover. The label is then ``uninformative``
+    and the note says "interval withheld: N units < 10".
     """
     lo, hi = (float("nan"), float("nan")) if ci is None else (float(ci[0]), float(ci[1]))
     est = float("nan") if estimate is None else float(estimate)
     if n_seeds is not None and int(n_seeds) < MIN_SEEDS:
         note = (f"{note} Only {int(n_seeds)} training seeds (< {MIN_SEEDS}): the interval resamples them but cannot "
                 "describe the seed-to-seed spread, so not counted as evidence.").strip()
-    if n_units is not None and int(n_units) < MIN_UNITS:
-        note = (f"{note} Only {int(n_units)} independent units (< {MIN_UNITS}): too few for an interval "
-                "that covers, so not counted as evidence.").strip()
+    if interval_withheld(n_units):
+        lo, hi = float("nan"), float("nan")
+        n = int(n_units)
+        note = (f"{note} {withheld_note(n).capitalize()} (a percentile interval over only {n} independent "
+                f"unit{'' if n == 1 else 's'} cannot cover), so not counted as evidence.").strip()
     return Verdict(claim, tier, quantity, est, lo, hi, _as_value(paper_value), _as_value(alternative_value),
                    judge(lo, hi, paper_value, alternative_value, n_units, n_seeds), note, protocol,
                    None if n_units is None else int(n_units), None if n_seeds is None else int(n_seeds))
@@ -213,10 +241,16 @@ def fmt_value(v) -> str:
     return fmt_num(v)
 
 
-def format_ci(estimate, lo, hi, digits: int = 3) -> str:
-    """The one CI formatter: ``est [lo, hi]``; a missing interval reads ``est [no interval]``."""
+def format_ci(estimate, lo, hi, digits: int = 3, n_units: int | None = None) -> str:
+    """The one CI formatter: ``est [lo, hi]``; a missing interval reads ``est [—]``.
+
+    With ``n_units`` below :data:`MIN_UNITS` the interval is withheld whatever it is (the rule of
+    :func:`verdict`, for numbers printed beside a verdict): ``est [—] (interval withheld: N units < 10)``.
+    """
+    if interval_withheld(n_units):
+        return f"{fmt_num(estimate, digits)} [—] ({withheld_note(n_units)})"
     if not (_finite(lo) and _finite(hi)):
-        return f"{fmt_num(estimate, digits)} [no interval]"
+        return f"{fmt_num(estimate, digits)} [—]"
     return f"{fmt_num(estimate, digits)} [{fmt_num(lo, digits)}, {fmt_num(hi, digits)}]"
 
 

@@ -74,7 +74,8 @@ def test_nine_units_read_uninformative_in_the_table():
     r = TierResult("exact", {}, {}, [claim_verdict("thm3.2_direction", "paper", "exact", 3.0, (2.0, 4.0),
                                                    n_units=9)])
     paper, _ = report.claims_tables([r])
-    assert paper["paper's protocol"].iloc[0] == "**uninformative** 3 [2, 4]"
+    # the estimate stays; the interval over 9 units is withheld and the cell says why
+    assert paper["paper's protocol"].iloc[0] == "**uninformative** 3 [—] (interval withheld: 9 units < 10)"
 
 
 def test_unregistered_claims_still_appear():

@@ -16,6 +16,7 @@ def _small(**kw):
     cfg = talr_map.Config.quick(seed=0)
     kw.setdefault("synthetic_easy", ())  # the exact tier only; the synthetic cells have their own (slow) test
     kw.setdefault("methods", ("dft", "talr"))  # EAFT and ASFT have their own test below
+    kw.setdefault("n_seeds", 3)  # three scenarios: enough to exercise every path (quick() has 10, for intervals)
     return replace(cfg, hard=("domain",), target_gain=0.2, n_gains=3, max_steps=600, n_boot=200, **kw)
 
 

@@ -70,7 +70,7 @@ def test_missing_interval_serializes_as_null_and_reads_uninformative():
     v = verdict("thm3.2_s_exponent", "llm", "b", -0.3, None, -0.5, 0.0)
     d = v.to_dict()
     assert d["ci_lo"] is None and d["verdict"] == "uninformative"
-    assert "no interval" in format_ci(v.estimate, v.ci_lo, v.ci_hi)
+    assert format_ci(v.estimate, v.ci_lo, v.ci_hi) == "-0.3 [—]"
 
 
 def test_estimate_outside_its_interval_is_flagged_in_the_sentence():
@@ -84,7 +84,8 @@ def test_ten_units_are_the_threshold():
     nine = verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), n_units=9)
     ten = verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), n_units=10)
     assert (nine.verdict, ten.verdict) == ("uninformative", "agrees")
-    assert "Only 9 independent units" in nine.note and judge(0.4, 0.6, (0.0, 1.0), n_units=9) == "uninformative"
+    assert "interval withheld: 9 units < 10" in nine.note.lower()
+    assert judge(0.4, 0.6, (0.0, 1.0), n_units=9) == "uninformative"
     assert verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), protocol="stricter").protocol == "stricter"
     with pytest.raises(ValueError, match="protocol"):
         verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0), protocol="ours")
@@ -117,3 +118,47 @@ def test_open_range_claim_round_trips_through_json():
     back = Verdict.from_dict(json.loads(json.dumps(json_safe(v.to_dict()))))
     assert back.paper_value == (-math.inf, 0.0) and back.verdict == "disagrees"
     assert verdict("diff", "t", "q", -0.003, (-0.004, -0.001), back.paper_value).verdict == "agrees"
+
+
+def _units_frame(n: int, seed: int = 0):
+    """n units whose per-unit ratio is 0.5 ± 0.05: a mean ratio whose answer (below one) is known."""
+    import numpy as np
+
+    return 0.5 + 0.05 * np.random.default_rng(seed).standard_normal(n)
+
+
+def test_fewer_than_ten_units_keep_the_estimate_but_withhold_the_interval():
+    from talr_theory.claims import claim_verdict
+    from talr_theory.stats import bootstrap_ci
+
+    units = _units_frame(4)
+    lo, hi = bootstrap_ci(units, seed=0)
+    assert 0.3 < lo <= hi < 0.7  # the bootstrap gives an interval inside (0, 1) ...
+    v = claim_verdict("talr_vs_sft", "paper", "t", float(units.mean()), (lo, hi), n_units=len(units))
+    # ... but over 4 units it cannot cover: the record keeps the estimate and withholds the interval
+    assert v.estimate == pytest.approx(units.mean())
+    assert math.isnan(v.ci_lo) and math.isnan(v.ci_hi) and v.interval_withheld
+    assert v.verdict == "uninformative" and "interval withheld: 4 units < 10" in v.note.lower()
+    d = json.loads(json.dumps(v.to_dict()))
+    assert d["ci_lo"] is None and d["ci_hi"] is None and d["interval_withheld"] is True
+    assert d["estimate"] == pytest.approx(units.mean())
+    back = Verdict.from_dict(d)
+    assert math.isnan(back.ci_lo) and back.verdict == "uninformative" and back.interval_withheld
+    assert v.interval_text() == f"{units.mean():.3g} [—] (interval withheld: 4 units < 10)"
+    assert "[—]" in v.sentence() and "interval withheld: 4 units < 10" in v.sentence().lower()
+
+
+def test_ten_units_keep_their_interval():
+    from talr_theory.claims import claim_verdict
+    from talr_theory.stats import bootstrap_ci
+
+    units = _units_frame(10)
+    lo, hi = bootstrap_ci(units, seed=0)
+    v = claim_verdict("talr_vs_sft", "paper", "t", float(units.mean()), (lo, hi), n_units=len(units))
+    assert (v.ci_lo, v.ci_hi) == (lo, hi) and not v.interval_withheld
+    assert v.verdict == "agrees" and "withheld" not in v.note  # inside (0, 1), excludes 1
+    assert v.to_dict()["interval_withheld"] is False and "withheld" not in v.interval_text()
+    # a record without a unit count (nothing said about its units) keeps its interval too
+    assert not verdict("c", "t", "q", 0.5, (0.4, 0.6), (0.0, 1.0)).interval_withheld
+    # code-checks have no interval to withhold
+    assert not code_check("c", "t", "q", 0.0).interval_withheld

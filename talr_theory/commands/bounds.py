@@ -62,13 +62,13 @@ def yardstick(verdict) -> str:
 
 def verdict_line(verdict) -> str:
     """One verdict as a person reads it (no Python reprs)."""
-    from talr_theory.verdicts import fmt_value, format_ci
+    from talr_theory.verdicts import fmt_value
 
     if verdict.verdict == "code-check":
         return f"  [code-check] {verdict.claim}: {verdict.quantity} = {fmt_value(verdict.estimate)}"
     protocol = PROTOCOL_WORDS.get(verdict.protocol, verdict.protocol)
     return (f"  {verdict.verdict:>13}  {verdict.claim} ({protocol}): {verdict.quantity} = "
-            f"{format_ci(verdict.estimate, verdict.ci_lo, verdict.ci_hi)} ({yardstick(verdict)})")
+            f"{verdict.interval_text()} ({yardstick(verdict)})")
 
 
 def _stage_config(args):

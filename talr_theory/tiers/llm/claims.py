@@ -81,8 +81,8 @@ def talr_paper(final: pd.DataFrame, cfg: Config) -> list:
             out.append(_verdict(f"{method}_vs_sft", "paper", r, f"{P1_LABEL[p1]}, LR {lr:g}",
                                 _note(cfg, r, f"mean ΔL({name}) / mean ΔL(SFT) after {cfg.epochs} epochs at LR {lr:g} "
                                               "(undefined when SFT's mean ΔL ≤ 0).",
-                                      f"Difference ΔL({name}) − ΔL(SFT): {format_ci(d.estimate, *d.ci)}. "
-                                      f"Accuracy {name} − SFT beside it: {format_ci(acc.estimate, *acc.ci)} "
+                                      f"Difference ΔL({name}) − ΔL(SFT): {format_ci(d.estimate, *d.ci, n_units=d.n_units)}. "
+                                      f"Accuracy {name} − SFT beside it: {format_ci(acc.estimate, *acc.ci, n_units=acc.n_units)} "
                                       f"(means {means[method]:.3f} vs {means['sft']:.3f}).")))
     return out
 
@@ -98,7 +98,7 @@ def finding1(traj: pd.DataFrame, final: pd.DataFrame, cfg: Config) -> list:
                                       cfg.n_boot, cfg.seed)
         out.append(_verdict("finding1_small_lr", "paper", r, P1_LABEL[p1],
                             _note(cfg, r, f"SFT mean ΔL at LR {lo:g} / at LR {hi:g}, both after {cfg.epochs} epochs.",
-                                  f"Accuracy small − large LR beside it: {format_ci(acc.estimate, *acc.ci)}.")))
+                                  f"Accuracy small − large LR beside it: {format_ci(acc.estimate, *acc.ci, n_units=acc.n_units)}.")))
     runs = cmp.select(traj, format="label", optimizer="adamw", method="sft")
     for level in cfg.accuracy_levels:
         for p1 in P1S:
@@ -156,8 +156,8 @@ def ablation(final: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
                     out.append(_verdict("hard_tokens_drive_degradation", "paper", r, f"{opt}, {P1_LABEL[p1]}",
                                         _note(cfg, r, f"mean ΔL(easy-only: loss of tokens with base p < {cfg.hard_p:g} "
                                                       f"truncated) / mean ΔL(full SFT), {opt} at LR {lr:g}, same steps.",
-                                              f"Difference ΔL(easy-only) − ΔL(full): {format_ci(d.estimate, *d.ci)}; "
-                                              f"accuracy easy-only − full: {format_ci(acc.estimate, *acc.ci)}.")))
+                                              f"Difference ΔL(easy-only) − ΔL(full): {format_ci(d.estimate, *d.ci, n_units=d.n_units)}; "
+                                              f"accuracy easy-only − full: {format_ci(acc.estimate, *acc.ci, n_units=acc.n_units)}.")))
     return out, pd.DataFrame(rows)
 
 
@@ -182,7 +182,7 @@ def formats(lines: pd.DataFrame, final: pd.DataFrame, cfg: Config) -> tuple[list
                                           f"(geometric mean over ε ∈ {list(cfg.format_epsilons)}); mean over units;",
                                   f"base s (p < {cfg.hard_threshold:g}) label {s.get('label', math.nan):.2f}, rationale "
                                   f"{s.get('rationale', math.nan):.2f}; ΔL label − rationale after {cfg.epochs} epochs "
-                                  f"at LR {lr:g}: {format_ci(d.estimate, *d.ci)}.")))
+                                  f"at LR {lr:g}: {format_ci(d.estimate, *d.ci, n_units=d.n_units)}.")))
         rows.append({"p1": P1_LABEL[p1], "lambda_max_ratio": e.estimate, "ci_lo": e.ci[0], "ci_hi": e.ci[1],
                      "dL_label_minus_rationale": d.estimate, "dL_ci_lo": d.ci[0], "dL_ci_hi": d.ci[1],
                      "s_label": s.get("label", math.nan), "s_rationale": s.get("rationale", math.nan)})
