@@ -33,7 +33,7 @@ import pandas as pd
 
 from talr_theory import tiers
 from talr_theory.explore import claim_lines, claims, stage
-from talr_theory.plotting import saver
+from talr_theory.plotting import save_figure
 
 results = {name: stage(name) for name in ("exact", "synthetic")}
 for r in results.values():
@@ -55,4 +55,5 @@ for r in results.values():
 
 # %%
 for r in results.values():
-    tiers.module(r.tier).figures(r, saver("nb04_", show=True, only="lambda_max"))
+    for name, fig in tiers.module(r.tier).lambda_max_figures(r).items():
+        save_figure(fig, "nb04_" + name, show=True)

@@ -33,7 +33,7 @@
 import pandas as pd
 
 from talr_theory.explore import claim_lines, stage, stage_report
-from talr_theory.plotting import saver
+from talr_theory.plotting import save_figure, saver
 from talr_theory.tiers import advisor, llm, talr_map
 
 print(claim_lines(stage("synthetic"), "talr_vs_sft_"))
@@ -83,5 +83,6 @@ advisor.figures(adv, saver("nb05_", show=True))
 
 # %%
 real = stage("llm")
-llm.figures(real, saver("nb05_", show=True, only="advisor"))
+for name, fig in llm.advisor_figures(real).items():
+    save_figure(fig, "nb05_" + name, show=True)
 real.info.get("advisor_validation")

@@ -1,8 +1,9 @@
 """Every notebook reads the session's stored quick run, prints the report's numbers and draws; pairs stay in sync.
 
 The notebooks run against ``quick_run`` (conftest.py) through ``$TALR_RESULTS``, the way the README
-says, so they compute nothing the run already stored. Each stays short: at most ``MAX_CODE_LINES``
-lines of code (comments and blank lines aside).
+says, so they compute nothing the run already stored, and their kernels (processes of their own) never
+import torch, transformers or sympy: a probe cell run last lists what was imported. Each stays short: at
+most ``MAX_CODE_LINES`` lines of code (comments and blank lines aside).
 """
 
 from __future__ import annotations
@@ -53,13 +54,24 @@ def test_notebook_pair_in_sync_and_short(path):
     assert code_lines(nb) <= MAX_CODE_LINES, f"{path.name}: {code_lines(nb)} code lines > {MAX_CODE_LINES}"
 
 
-def execute(path: Path, figures: Path, monkeypatch, **env: str) -> list[dict]:
-    """Run the notebook with figures going to ``figures``; its outputs, after checking none is an error."""
+# Imported only by the functions that train or compute (torch and transformers 4–6 s under load, sympy 1 s):
+# a notebook that reads a stored run and draws it must never pay for them.
+HEAVY = ("torch", "transformers", "sympy")
+PROBE = f"import sys\nprint('heavy modules imported:', sorted(m for m in {HEAVY!r} if m in sys.modules))"
+
+
+def execute(path: Path, figures: Path, monkeypatch, probe: bool = False, **env: str) -> list[dict]:
+    """Run the notebook with figures going to ``figures``; its outputs, after checking none is an error.
+
+    With ``probe``, a last cell prints which of ``HEAVY`` the notebook's kernel (its own process) imported.
+    """
     monkeypatch.setenv("TALR_FIGURES", str(figures))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
+    if probe:
+        nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -73,10 +85,13 @@ def execute(path: Path, figures: Path, monkeypatch, **env: str) -> list[dict]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_reads_the_stored_run(path, quick_run, tmp_path, monkeypatch):
     before = sorted(p.relative_to(quick_run) for p in (quick_run / "stages").rglob("*"))
-    outputs = execute(path, tmp_path / "figures", monkeypatch, TALR_RESULTS=str(quick_run))
+    outputs = execute(path, tmp_path / "figures", monkeypatch, probe=True, TALR_RESULTS=str(quick_run))
     # Nothing recomputed: the stored stages are exactly as the run left them.
     assert sorted(p.relative_to(quick_run) for p in (quick_run / "stages").rglob("*")) == before
-    printed = report_lines("".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream"))
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    # Reading the stored stages and drawing their figures imported none of torch, transformers, sympy.
+    assert "heavy modules imported: []" in text.splitlines(), [ln for ln in text.splitlines() if "heavy" in ln]
+    printed = report_lines(text)
     report = set((quick_run / "report.md").read_text().splitlines())
     assert printed, f"{path.name} printed no line of the report"
     missing = [line for line in printed if line not in report]

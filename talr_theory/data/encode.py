@@ -22,8 +22,10 @@ score: it is removed and listed in ``dropped_ids`` (never silently).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 IGNORE = -100
 TEMPLATES = ("none", "chat")
@@ -103,6 +105,8 @@ def encode_examples(examples, tokenizer, template: str = "none", max_length: int
 
 def collate(batch: list[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch: input_ids (pad_id), attention_mask (0 on padding), labels (-100 on padding)."""
+    import torch  # here: the encoding itself (and the token view that reads IGNORE) needs no torch
+
     if not batch:
         raise ValueError("collate needs at least one example")
     width = max(len(ex.input_ids) for ex in batch)

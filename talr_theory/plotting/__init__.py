@@ -28,6 +28,26 @@ def save_figure(fig, name: str, folder: str | Path | None = None, dpi: int = 130
     return path
 
 
+def bootstrap_band(n_boot: int = 1000, level: float = 95.0, seed: int = 0) -> Callable:
+    """seaborn's default error band, for ``errorbar=``: the percentile interval of ``n_boot`` bootstrap means.
+
+    The same interval as seaborn's ``errorbar=("ci", level)`` with ``n_boot`` resamples, drawn in one
+    vectorised step per point instead of seaborn's Python loop over the resamples (2 s for a figure of
+    74 points), and seeded, so a figure is the same each time it is drawn.
+    """
+    import numpy as np
+
+    edge = (100.0 - level) / 2.0
+
+    def interval(values) -> tuple[float, float]:
+        x = np.asarray(values, dtype=np.float64)
+        means = np.nanmean(x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))], axis=1)
+        lo, hi = np.nanpercentile(means, [edge, 100.0 - edge])
+        return float(lo), float(hi)
+
+    return interval
+
+
 def add_caption(fig, text: str, width_chars: int | None = None) -> None:
     """Write ``text`` under the figure (model, data, protocol, what marks mean), wrapped to its width.
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from talr_theory.plotting import add_caption
+from talr_theory.plotting import add_caption, bootstrap_band
 
 # Legend titles in words (a legend titled with a column name needs the README to be read).
 LAM, METHOD, S_LABEL = "step size λ", "training method", "hard tokens s"
@@ -138,6 +138,27 @@ def lambda_max_fit(sub: pd.DataFrame, n_boot: int = 300):
             "s_ci": fit.cis[1] if "s" in regressors else None, "log_prefactor": fit.log_prefactor}
 
 
+def fits_from_table(table: pd.DataFrame) -> dict[str, dict]:
+    """The fits a stage stored in its ``lambda_max_fits`` table (the report's table), by ``variant``.
+
+    A figure reads these instead of bootstrapping the fit again: its titles then show the report's
+    exponents and intervals.
+    """
+    def interval(value):
+        if value is None or str(value) in ("", "None", "nan"):
+            return None
+        if isinstance(value, str):
+            return tuple(float(v) for v in value.strip("[]() ").split(","))
+        return tuple(float(v) for v in value)
+
+    def number(value):
+        return None if value is None or pd.isna(value) else float(value)
+
+    return {row["variant"]: {"eps_exponent": number(row["a (ε exponent)"]), "eps_ci": interval(row["a CI"]),
+                             "s_exponent": number(row["b (s exponent)"]), "s_ci": interval(row["b CI"])}
+            for _, row in table.iterrows()}
+
+
 def _slope_text(value: float, ci) -> str:
     if ci is None or not all(np.isfinite(ci)):
         return f"{value:.2f}"
@@ -147,7 +168,9 @@ def _slope_text(value: float, ci) -> str:
 def plot_lambda_max(frame: pd.DataFrame, fits: dict | None = None, geometry: str = "default",
                     caption: str | None = None):
     """``frame``: rows of ``lambda_max_experiment``; ``fits[(p1, method)]`` = fit_lambda_max_scaling output
-    (computed here with ``lambda_max_fit`` when not given, so the slopes are always written on the figure).
+    or a stage's stored fit (``fits_from_table``); computed here with ``lambda_max_fit`` when not given, so
+    the slopes are always written on the figure. A given fit without ``log_prefactor`` takes the dashed
+    line's prefactor from the least-squares fit of the panel (no resampling).
 
     When the frame has a ``geometry`` column (exact tier: default / independent leakage), only rows
     of ``geometry`` are drawn. Panels share their y axis so methods compare at a glance.
@@ -167,7 +190,11 @@ def plot_lambda_max(frame: pd.DataFrame, fits: dict | None = None, geometry: str
             sub = data[(data["p1"] == p1) & (data["method"] == method)]
             sns.lineplot(data=sub, x="epsilon", y="lambda_max", hue=S_LABEL, palette=palette, marker="o",
                          estimator="median", errorbar=("pi", 50), ax=ax, legend=(i == 0 and j == 0))
-            fit = (fits or {}).get((p1, method)) or lambda_max_fit(sub)
+            fit = (fits or {}).get((p1, method))
+            if not fit:
+                fit = lambda_max_fit(sub)
+            elif fit.get("log_prefactor") is None:
+                fit = {**(lambda_max_fit(sub, n_boot=0) or {}), **fit}
             _draw_fit(ax, sub, fit, palette)
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -186,8 +213,10 @@ def _fit_title(head: str, fit: dict | None) -> str:
     if not fit:
         return head + "\n(too few points for a fit)"
     s_exp = fit.get("s_exponent")
-    s_text = "" if s_exp is None else f", s^{_slope_text(s_exp, fit.get('s_ci'))}"
-    return (head + f"\nfit: ε^{_slope_text(fit['eps_exponent'], fit.get('eps_ci'))}{s_text}"
+    s_ci = fit.get("s_ci", fit.get("s_exponent_ci"))  # a fit_lambda_max_scaling output names them *_exponent_ci
+    eps_ci = fit.get("eps_ci", fit.get("eps_exponent_ci"))
+    s_text = "" if s_exp is None else f", s^{_slope_text(s_exp, s_ci)}"
+    return (head + f"\nfit: ε^{_slope_text(fit['eps_exponent'], eps_ci)}{s_text}"
             "\n(paper: ε^1, s^−0.5)")
 
 
@@ -231,7 +260,7 @@ def plot_methods_at_equal_gain(frame: pd.DataFrame, caption: str | None = None):
     data[METHOD] = data["method"].str.upper()
     for ax, p1 in zip(axes[0], panels):
         sns.lineplot(data=data[data["p1"] == p1], x="delta_star", y="delta_L", hue=METHOD, style=LAM,
-                     marker="o", ax=ax)
+                     marker="o", errorbar=bootstrap_band(), ax=ax)
         ax.set_xlabel("domain gain Δ* [nats/token]")
         ax.set_ylabel("general degradation ΔL(P1) [nats/token]")
         ax.set_title(f"methods at equal domain gain, P1 {p1}", fontsize=10)

@@ -88,10 +88,12 @@ def dl_vs_lr(points: pd.DataFrame, title: str = "", caption: str | None = None):
     return g.figure
 
 
-def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = "", caption: str | None = None):
+def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = "", caption: str | None = None,
+                      fits: dict | None = None):
     """Theorem 3.2: λ_max(ε) after one step, per s, method and optimizer (log-log; dotted: slope 1 and 1/2).
 
-    Each panel's fitted slopes (``plotting.exact.lambda_max_fit``, the one log-log fit) are written in its title.
+    Each panel's fitted slopes are written in its title: ``fits[(method, optimizer)]`` when given (a stage's
+    stored fit, ``plotting.exact.fits_from_table``), else ``plotting.exact.lambda_max_fit``, the one log-log fit.
     """
     from talr_theory.plotting.exact import _fit_title, lambda_max_fit
 
@@ -100,8 +102,10 @@ def lambda_max_vs_eps(lam_df: pd.DataFrame, title: str = "", caption: str | None
     d[S_LABEL] = d["s"]
     g = sns.relplot(data=d, x="epsilon", y="lambda_max", hue=S_LABEL, col="panel", kind="line", marker="o",
                     palette="mako", height=3.6, aspect=1.3, errorbar=None, facet_kws={"sharey": True})
+    keys = dict(zip(d["panel"], zip(d["method"], d["optimizer"])))
     for panel, ax in g.axes_dict.items():
-        ax.set_title(_fit_title(panel, lambda_max_fit(d[d["panel"] == panel], n_boot=200)), fontsize=8)
+        fit = (fits or {}).get(keys[panel]) or lambda_max_fit(d[d["panel"] == panel], n_boot=200)
+        ax.set_title(_fit_title(panel, fit), fontsize=8)
     for ax in g.axes.flat:
         ax.set_xscale("log")
         ax.set_yscale("log")

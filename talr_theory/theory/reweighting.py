@@ -37,7 +37,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
 from talr_theory.theory.codelength import log_softmax
 from talr_theory.theory.scenario import Scenario
@@ -113,6 +112,8 @@ def equal_gain_cost():
 
     Returns (C(D) expression, symbols dict with a, b, G, Q, D, lambda, and the reverted λ(D)).
     """
+    import sympy as sp  # here, not at the top: importing sympy costs a second that reading results never needs
+
     a, Q = sp.symbols("a Q", positive=True)
     b, G = sp.symbols("b G", real=True)
     lam, D = sp.symbols("lambda D", real=True)
@@ -135,6 +136,8 @@ def second_order_cost_derivatives(vocab: int = 3):
     Returns (first derivative, second derivative, (q−P)·g, Var_q(g)) as expressions in z, g, P; the
     tests check that the pairs agree on random values.
     """
+    import sympy as sp
+
     z = sp.symbols(f"z0:{vocab}", real=True)
     g = sp.symbols(f"g0:{vocab}", real=True)
     P = sp.symbols(f"P0:{vocab}", nonnegative=True)
@@ -159,6 +162,8 @@ def cost_at_gain(coef: dict, D) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _cost_fn():
+    import sympy as sp
+
     C, sym = equal_gain_cost()
     return sp.lambdify((sym["a"], sym["b"], sym["G"], sym["Q"], sym["D"]), C, "numpy")
 

@@ -379,9 +379,21 @@ def figures(result: TierResult, save) -> None:
     env = result.info["envelope"][P1_LABELS["exact"]]
     save(plots.plot_envelope(pts[pts["p1"] == "exact"], env["k1"], env["k2"], 2.0,
                              "Exact tier: Theorem 3.1 envelope (P1 exact, first instance)"), "exact_theorem_3_1_envelope")
-    lam = f["lambda_max"]
-    save(plots.plot_lambda_max(lam[lam["geometry"] != "tabular"].replace({"p1": {"mismodeled": "mis-modeled"}})),
-         "exact_lambda_max_vs_eps")
+    for name, fig in lambda_max_figures(result).items():
+        save(fig, name)
     save(plots.plot_methods_at_equal_gain(f["methods_at_equal_gain"].dropna(subset=["delta_L"])),
          "exact_methods_at_equal_gain")
     save(plots.plot_single_step_gaps(f["single_step"]), "exact_single_step_gaps")
+
+
+def lambda_max_figures(result: TierResult) -> dict:
+    """The λ_max(ε) figure by name, its titles the stage's stored fits (the report's exponents and intervals)."""
+    from talr_theory.plotting import exact as plots
+
+    lam = result.frames["lambda_max"]
+    lam = lam[lam["geometry"] == "default"].replace({"p1": {"mismodeled": "mis-modeled"}})
+    stored = plots.fits_from_table(result.frames["lambda_max_fits"])
+    fits = {(label.split("=", 1)[1], method): stored[f"{method.upper()}, {label}"]
+            for method in ("sft", "talr") for label in P1_LABELS.values() if f"{method.upper()}, {label}" in stored}
+    return {"exact_lambda_max_vs_eps": plots.plot_lambda_max(lam, fits)}
+

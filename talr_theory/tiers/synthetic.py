@@ -29,24 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from talr_theory.claims import CLAIMS, claim_verdict
-from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
-from talr_theory.lab.empirical import (
-    LineModel,
-    lambda_max_curve,
-    objective_gradient,
-    run_trajectory,
-    step_direction,
-)
-from talr_theory.lab.synthetic import (
-    ExactGeneralEvaluator,
-    SourceConfig,
-    TinyModelConfig,
-    load_pretrained,
-    torch_threads,
-)
+from talr_theory.lab.config import SourceConfig, TinyModelConfig
 from talr_theory.theory.envelope import cost_at_gain
 from talr_theory.theory.lambda_max import fit_lambda_max_scaling
 from talr_theory.theory.steps import TALR_W_MIN
@@ -103,8 +88,10 @@ class Config:
         return 1 + self.seed * 100_003 + 1009 * s + group
 
 
-def _single_step_bounds(tables: dict, base_logits: torch.Tensor, model) -> dict:
+def _single_step_bounds(tables: dict, base_logits, model) -> dict:
     """Exact ΔL of a real transformer step and its Jensen / Hoeffding bounds over all contexts."""
+    import torch
+
     with torch.no_grad():
         logits = model(input_ids=tables["seqs"]).logits[:, :-1].to(torch.float64)
     logits = logits.reshape(-1, logits.shape[-1]).numpy()
@@ -118,13 +105,30 @@ def _single_step_bounds(tables: dict, base_logits: torch.Tensor, model) -> dict:
 
 
 def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
-    """Run the synthetic-lab measurements on one torch thread (deterministic, and fastest for a tiny model)."""
+    """Run the synthetic-lab measurements on one torch thread (deterministic, and fastest for a tiny model).
+
+    torch and the lab are imported here, not at the top: reading a stored result and drawing it never loads torch.
+    """
+    import torch
+
+    from talr_theory.lab.synthetic import torch_threads
+
     torch.manual_seed(cfg.seed)
     with torch_threads(1):
         return _run(cfg, out, progress)
 
 
 def _run(cfg: Config, out, progress: bool) -> TierResult:
+    from talr_theory.lab.domains import DomainConfig, domain_nll, make_domain_examples
+    from talr_theory.lab.empirical import (
+        LineModel,
+        lambda_max_curve,
+        objective_gradient,
+        run_trajectory,
+        step_direction,
+    )
+    from talr_theory.lab.synthetic import ExactGeneralEvaluator, load_pretrained
+
     source, model, pre_info = load_pretrained(cfg.source, cfg.tiny_model, progress=progress)
     general = ExactGeneralEvaluator(source, model)
     ctx = general.context_tables(model)
@@ -322,6 +326,18 @@ def figures(result: TierResult, save) -> None:
     save(plots.envelope(pts, {}, "Synthetic lab: ΔL(P1) vs Δ* per learning rate (exact ΔL)"),
          "synthetic_theorem_3_1_curves")
     save(plots.dl_vs_lr(pts, "Synthetic lab: ΔL(P1) vs LR at fixed Δ*"), "synthetic_dl_vs_lr_fixed_gain")
-    save(plots.lambda_max_vs_eps(f["lambda_max"], "Synthetic lab: λ_max(ε) after one step"),
-         "synthetic_lambda_max_vs_eps")
-    save(plots.lambda_max_vs_s(f["lambda_max"], title="Synthetic lab: λ_max vs measured s"), "synthetic_lambda_max_vs_s")
+    for name, fig in lambda_max_figures(result).items():
+        save(fig, name)
+
+
+def lambda_max_figures(result: TierResult) -> dict:
+    """The one-step λ_max figures by name; the λ_max(ε) titles are the stage's stored fits (the report's)."""
+    from talr_theory.plotting import lab as plots
+    from talr_theory.plotting.exact import fits_from_table
+
+    lam = result.frames["lambda_max"]
+    stored = fits_from_table(result.frames["lambda_max_fits"])
+    pairs = lam[["method", "optimizer"]].drop_duplicates().itertuples(index=False)
+    fits = {(m, o): stored[f"{m.upper()}, {_opt_label(o)}"] for m, o in pairs if f"{m.upper()}, {_opt_label(o)}" in stored}
+    return {"synthetic_lambda_max_vs_eps": plots.lambda_max_vs_eps(lam, "Synthetic lab: λ_max(ε) after one step", fits=fits),
+            "synthetic_lambda_max_vs_s": plots.lambda_max_vs_s(lam, title="Synthetic lab: λ_max vs measured s")}

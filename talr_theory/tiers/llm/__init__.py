@@ -18,14 +18,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from talr_theory.tiers.llm.advisor import advisor_enabled, advisor_part, run_advisor
 from talr_theory.tiers.llm.config import NAME, P1_LABEL, P1S, Config, check
-from talr_theory.tiers.llm.measures import mask_labels
-from talr_theory.tiers.llm.probes import lambda_max_from_grid, line_scan, probe_group
 from talr_theory.tiers.protocol import TierResult
 
-__all__ = ["NAME", "P1S", "P1_LABEL", "Config", "run", "figures", "run_advisor", "advisor_part", "advisor_enabled",
+__all__ = ["NAME", "P1S", "P1_LABEL", "Config", "run", "figures", "advisor_figures", "run_advisor", "advisor_part", "advisor_enabled",
            "mask_labels", "lambda_max_from_grid", "line_scan", "probe_group"]
+
+# Imported on first use (PEP 562): these modules import torch, which reading a stored result never needs.
+_LAZY = {"run_advisor": "advisor", "advisor_part": "advisor", "advisor_enabled": "advisor", "mask_labels": "measures",
+         "lambda_max_from_grid": "probes", "line_scan": "probes", "probe_group": "probes"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _timed(timings: dict, name: str, fn):
@@ -37,6 +46,7 @@ def _timed(timings: dict, name: str, fn):
 
 def run(cfg: Config, out: str | Path | None = None, progress: bool = True) -> TierResult:
     from talr_theory.tiers.llm import runs
+    from talr_theory.tiers.llm.advisor import advisor_enabled, advisor_part
     from talr_theory.tiers.llm.probes import probes_and_lines
 
     check(cfg)
@@ -125,11 +135,18 @@ def figures(result: TierResult, save) -> None:
     save(plots.lambda_max_vs_eps(f["lambda_max"], about), "llm_lambda_max_vs_eps")
     save(plots.probe_check(f["probe_check"], about), "llm_probe_check")
     save(plots.ablation(f["ablation"], about), "llm_hard_vs_easy")
-    if "advisor_cases" in f and len(f["advisor_cases"]):
-        from talr_theory.plotting.lab import advisor_validation
+    for name, fig in advisor_figures(result).items():
+        save(fig, name)
 
-        c = result.config
-        save(advisor_validation(f["advisor_cases"], setting=f"{c['model']}, last {c['n_blocks']} blocks trained; "
-                                f"{c['data']}; SFT pilots on seeds {list(c['seeds'])}, held-out seed "
-                                f"{c['advisor_held_out_seed']}; ΔL(P1) = KL on base-model samples"),
-             "llm_advisor_held_out")
+
+def advisor_figures(result: TierResult) -> dict:
+    """The safe-LR advisor's held-out figure by name ({} when the stage ran no advisor check)."""
+    f = result.frames
+    if "advisor_cases" not in f or not len(f["advisor_cases"]):
+        return {}
+    from talr_theory.plotting.lab import advisor_validation
+
+    c = result.config
+    return {"llm_advisor_held_out": advisor_validation(
+        f["advisor_cases"], setting=f"{c['model']}, last {c['n_blocks']} blocks trained; {c['data']}; SFT pilots on "
+        f"seeds {list(c['seeds'])}, held-out seed {c['advisor_held_out_seed']}; ΔL(P1) = KL on base-model samples")}
