@@ -33,6 +33,18 @@ def _final(final: pd.DataFrame, column: str, **where) -> dict[int, np.ndarray]:
     return cmp.by_seed(cmp.select(final, **where), column)
 
 
+def _beside(label: str, e: cmp.Estimate) -> str:
+    """A side estimate for a note: ``label: estimate [interval]`` (withheld below 10 units, as every interval)."""
+    return f"{label}: {format_ci(e.estimate, *e.ci, n_units=e.n_units)}"
+
+
+def _ratio_and_difference(final: pd.DataFrame, p1: str, cfg: Config, method: str, ref: str):
+    """ΔL(P1) of ``method``'s runs against ``ref``'s in ``final``, paired by seed and unit: ratio of means, difference."""
+    mine, theirs = _final(final, f"units_{p1}", method=method), _final(final, f"units_{p1}", method=ref)
+    return (cmp.paired_ratio_of_means(mine, theirs, cfg.n_boot, cfg.seed),
+            cmp.paired_difference(mine, theirs, cfg.n_boot, cfg.seed))
+
+
 def method_table(final: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """Every method against SFT at the same (paired) LR and epochs: accuracy and both ΔL(P1) differences."""
     rows = []
@@ -68,23 +80,24 @@ def talr_paper(final: pd.DataFrame, cfg: Config) -> list:
                                     cfg.n_boot, cfg.seed)
         means = {m: cmp.select(base, method=m)["accuracy"].mean() for m in (method, "sft")}
         name = method.upper()
-        if method == "talr":
-            out.append(_verdict("talr_comparable_domain", "paper", acc, f"LR {lr:g}",
-                                _note(cfg, acc, f"Held-out accuracy TALR − SFT (teacher-forced exact match) after "
-                                                f"{cfg.epochs} epochs at LR {lr:g}.",
-                                      f"Mean accuracy TALR {means['talr']:.3f}, SFT {means['sft']:.3f} (comparable "
-                                      f"accuracies that never left the base say nothing about learning).")))
+        out += [_comparable_domain(acc, means, lr, cfg)] if method == "talr" else []
         for p1 in P1S:
-            mine, sft = _final(base, f"units_{p1}", method=method), _final(base, f"units_{p1}", method="sft")
-            r = cmp.paired_ratio_of_means(mine, sft, cfg.n_boot, cfg.seed)
-            d = cmp.paired_difference(mine, sft, cfg.n_boot, cfg.seed)
+            r, d = _ratio_and_difference(base, p1, cfg, method, "sft")
             out.append(_verdict(f"{method}_vs_sft", "paper", r, f"{P1_LABEL[p1]}, LR {lr:g}",
                                 _note(cfg, r, f"mean ΔL({name}) / mean ΔL(SFT) after {cfg.epochs} epochs at LR {lr:g} "
                                               "(undefined when SFT's mean ΔL ≤ 0).",
-                                      f"Difference ΔL({name}) − ΔL(SFT): {format_ci(d.estimate, *d.ci, n_units=d.n_units)}. "
-                                      f"Accuracy {name} − SFT beside it: {format_ci(acc.estimate, *acc.ci, n_units=acc.n_units)} "
+                                      f"{_beside(f'Difference ΔL({name}) − ΔL(SFT)', d)}. "
+                                      f"{_beside(f'Accuracy {name} − SFT beside it', acc)} "
                                       f"(means {means[method]:.3f} vs {means['sft']:.3f}).")))
     return out
+
+
+def _comparable_domain(acc: cmp.Estimate, means: dict, lr: float, cfg: Config):
+    """``talr_comparable_domain``: held-out accuracy TALR − SFT after the same epochs at ``lr``."""
+    what = f"Held-out accuracy TALR − SFT (teacher-forced exact match) after {cfg.epochs} epochs at LR {lr:g}."
+    means_text = (f"Mean accuracy TALR {means['talr']:.3f}, SFT {means['sft']:.3f} (comparable accuracies that never "
+                  "left the base say nothing about learning).")
+    return _verdict("talr_comparable_domain", "paper", acc, f"LR {lr:g}", _note(cfg, acc, what, means_text))
 
 
 def finding1(traj: pd.DataFrame, final: pd.DataFrame, cfg: Config) -> list:
@@ -146,9 +159,7 @@ def ablation(final: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
         for part in ("easy-only", "hard-only"):
             acc = cmp.paired_difference(_final(sub, "units_acc", method=part), full_acc, cfg.n_boot, cfg.seed)
             for p1 in P1S:
-                mine, full = _final(sub, f"units_{p1}", method=part), _final(sub, f"units_{p1}", method="sft")
-                r = cmp.paired_ratio_of_means(mine, full, cfg.n_boot, cfg.seed)
-                d = cmp.paired_difference(mine, full, cfg.n_boot, cfg.seed)
+                r, d = _ratio_and_difference(sub, p1, cfg, part, "sft")
                 rows.append({"optimizer": opt, "lr": lr, "part": part, "p1": P1_LABEL[p1], "ratio_to_full": r.estimate,
                              "ci_lo": r.ci[0], "ci_hi": r.ci[1], "dL_minus_full": d.estimate,
                              "accuracy_minus_full": acc.estimate, "n_seeds": r.n_seeds})
@@ -156,8 +167,8 @@ def ablation(final: pd.DataFrame, cfg: Config) -> tuple[list, pd.DataFrame]:
                     out.append(_verdict("hard_tokens_drive_degradation", "paper", r, f"{opt}, {P1_LABEL[p1]}",
                                         _note(cfg, r, f"mean ΔL(easy-only: loss of tokens with base p < {cfg.hard_p:g} "
                                                       f"truncated) / mean ΔL(full SFT), {opt} at LR {lr:g}, same steps.",
-                                              f"Difference ΔL(easy-only) − ΔL(full): {format_ci(d.estimate, *d.ci, n_units=d.n_units)}; "
-                                              f"accuracy easy-only − full: {format_ci(acc.estimate, *acc.ci, n_units=acc.n_units)}.")))
+                                              f"{_beside('Difference ΔL(easy-only) − ΔL(full)', d)}; "
+                                              f"{_beside('accuracy easy-only − full', acc)}.")))
     return out, pd.DataFrame(rows)
 
 
