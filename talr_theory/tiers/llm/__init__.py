@@ -100,6 +100,7 @@ def _analyse(cfg: Config, env, traj: pd.DataFrame, flines: pd.DataFrame, lines: 
 
 def _info(cfg: Config, env, traj: pd.DataFrame, final: pd.DataFrame, fits: dict, checks: pd.DataFrame) -> dict:
     label = final[final["format"].eq("label") & final["optimizer"].eq("adamw")]
+    label = label[~label["method"].str.endswith("-only")]  # the best *method*: the ablation's runs are not methods
     acc = label.groupby(["method", "lr"])["accuracy"].mean()
     dom = env.domains["label"]
     steps, every = cfg.steps_for(len(dom.train))
