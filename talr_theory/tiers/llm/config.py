@@ -97,7 +97,7 @@ class Config:
     def quick(cls, seed: int = 0) -> Config:
         """A pipeline check (~1 min) on tiny-random: every part runs, no verdict is evidence."""
         return cls(model="tiny-random", data="facts:12", n_blocks=1, lrs=(3e-3, 1e-2), seeds=(0, 1), epochs=2,
-                   evals_per_epoch=1, batch_size=12, compare_methods=("dft", "l2"), compare_lrs=(1e-2,),
+                   evals_per_epoch=1, batch_size=12, compare_methods=("dft", "l2", "eaft", "asft"), compare_lrs=(1e-2,),
                    compare_seeds=(0, 1), ablation_optimizers=("adamw", "sgd"), sgd_lr=0.5, hard_p=0.0,
                    format_epsilons=(1e-3, 1e-2), accuracy_levels=(0.05,), deltas=(0.1,), n_samples=4,
                    sample_len=8, general_blocks=4, block_len=12, s_values=(1, 2), n_groups=3, passage_len=24,
