@@ -41,7 +41,7 @@ from talr_theory.training.params import (
     trainable_parameters,
     wise_interpolate,
 )
-from talr_theory.training.tail import logits_and_labels
+from talr_theory.training.tail import gather_compact, logits_and_labels
 
 
 @dataclass
@@ -109,17 +109,7 @@ def _reference_logits(ref_model: nn.Module | None, batch: dict, autocast, like=N
         if mine is None or not torch.equal(mine, theirs):
             raise ValueError("ASFT reference: its compact logits are read at other positions than the policy's")
         return ref.logits
-    return ref.logits if mine is None else _gather_positions(ref.logits, mine)
-
-
-def _gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Dense [B, T, V] logits in the compact layout of ``positions`` [B, K] (slot K and empty slots zero)."""
-    b, k = positions.shape
-    out = logits.new_zeros((b, k + 1, logits.shape[-1]))
-    valid = positions >= 0
-    rows = torch.arange(b, device=logits.device)[:, None].expand(b, k)
-    out[:, :k][valid] = logits[rows[valid], positions[valid]]
-    return out
+    return ref.logits if mine is None else gather_compact(ref.logits, mine)
 
 
 def flow_weights_for(model, examples, pad_id: int, batch_size: int, tau: float | None = None) -> dict:

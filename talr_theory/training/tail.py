@@ -221,6 +221,22 @@ class CompactLogits:
     positions: torch.Tensor
 
 
+def _read_index(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, position) of every filled slot of ``positions`` [B, K], and the [B, K] mask of filled slots."""
+    valid = positions >= 0
+    rows = torch.arange(positions.shape[0], device=positions.device)[:, None].expand_as(positions)
+    return rows[valid], positions[valid], valid
+
+
+def gather_compact(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Dense [B, T, V] logits in the compact layout of ``positions`` [B, K] (slot K and empty slots zero), e.g. a
+    dense reference model's logits beside a compact policy's."""
+    rows, cols, valid = _read_index(positions)
+    out = logits.new_zeros((positions.shape[0], positions.shape[1] + 1, logits.shape[-1]))
+    out[:, :-1][valid] = logits[rows, cols]
+    return out
+
+
 def compact_labels(labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Labels [B, K + 1] aligned with compact logits under the causal shift (logit slot j predicts label slot j + 1).
 
@@ -228,11 +244,9 @@ def compact_labels(labels: torch.Tensor, positions: torch.Tensor) -> torch.Tenso
     slots are ignored (-100). Raises ValueError when a supervised label has no read position (its logit was
     never computed): a loss on compact logits then covers every supervised token or does not run.
     """
-    b, k = positions.shape
-    out = torch.full((b, k + 1), -100, dtype=labels.dtype, device=labels.device)
-    valid = positions >= 0
-    rows = torch.arange(b, device=labels.device)[:, None].expand(b, k)
-    out[:, 1:][valid] = labels[rows[valid], positions[valid] + 1]
+    rows, cols, valid = _read_index(positions)
+    out = torch.full((positions.shape[0], positions.shape[1] + 1), -100, dtype=labels.dtype, device=labels.device)
+    out[:, 1:][valid] = labels[rows, cols + 1]
     covered = int(out.ne(-100).sum())
     supervised = int(labels[:, 1:].ne(-100).sum())
     if covered != supervised:
