@@ -28,7 +28,27 @@ def pytest_configure(config):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, at most 4 (each worker holds its own torch; the tests are tiny)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    # The session's quick run is computed once, by whichever xdist worker first needs it (a file lock in
+    # ``quick_run``); the others read it. So that nobody waits on it: the tests that read it, except the
+    # notebooks, form one group (--dist loadgroup: one worker) scheduled first, and the notebook tests, which
+    # take longest to read it, are scheduled last.
+    def reads_run(item):
+        return "quick_run" in getattr(item, "fixturenames", ())
+
+    def notebook(item):
+        return item.nodeid.startswith("tests/test_notebooks.py")
+
+    for item in items:
+        if reads_run(item) and not notebook(item):
+            item.add_marker(pytest.mark.xdist_group("quick_run"))
+    items.sort(key=lambda item: 0 if reads_run(item) and not notebook(item) else 2 if notebook(item) else 1)
     if shared_dir() is not None:
         return
     skip = pytest.mark.skip(reason="needs the ../shared data folder, absent here")
@@ -62,11 +82,21 @@ def quick_run(tmp_path_factory) -> Path:
     folder across sessions (stages whose fingerprint matches are resumed): for working on the notebooks
     or the report, never for a measurement of the suite, since a stage stored by older code is reused.
     """
+    from filelock import FileLock
+
     from talr_theory.cli import main
 
     kept = os.environ.get("TALR_TEST_RUN_DIR")
-    out = Path(kept) if kept else tmp_path_factory.mktemp("reproduce") / "quick"
-    assert main([*QUICK_RUN_ARGS, "--out", str(out)]) == 0
+    # Under xdist every worker has its own base temp folder inside the session's: the run goes in the
+    # session's, so all workers share one (the file lock makes the others wait while one computes it).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = Path(kept) if kept else shared / "reproduce-quick"
+    with FileLock(str(shared / "reproduce-quick.lock")):
+        done = shared / "reproduce-quick.done"
+        if kept or not done.exists():
+            assert main([*QUICK_RUN_ARGS, "--out", str(out)]) == 0
+            done.touch()
     return out
 
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jupytext
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from tests.helpers import assert_png_drawn
 
@@ -37,6 +34,8 @@ def report_lines(text: str) -> list[str]:
 
 
 def test_code_line_count_and_report_lines_parse():
+    import nbformat
+
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os\n\n# why\nx = 1  # set\n"),
                                          nbformat.v4.new_markdown_cell("# a\nb")])
     assert code_lines(nb) == 2
@@ -45,6 +44,9 @@ def test_code_line_count_and_report_lines_parse():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_pair_in_sync_and_short(path):
+    import jupytext
+    import nbformat
+
     script = path.with_suffix(".py")
     assert script.exists(), f"{path.name} has no paired py:percent script {script.name}"
     nb = nbformat.read(path, as_version=4)
@@ -65,6 +67,11 @@ def execute(path: Path, figures: Path, monkeypatch, probe: bool = False, **env: 
 
     With ``probe``, a last cell prints which of ``HEAVY`` the notebook's kernel (its own process) imported.
     """
+    # Imported here, not at the top: nbformat's import costs ~6 s (jsonschema's format checkers), which
+    # every xdist worker would pay at collection.
+    import nbformat
+    from nbclient import NotebookClient
+
     monkeypatch.setenv("TALR_FIGURES", str(figures))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     for key, value in env.items():

@@ -427,7 +427,7 @@ def test_equal_accuracy_frontier_verdict_uses_each_methods_best_lr_and_flips():
     assert [v.verdict for v in claims.frontier(traj, cfg)[0]] == ["disagrees", "disagrees"]
 
 
-def test_label_only_lambda_max_ratio_from_unit_lines_flips():
+def test_label_only_verdicts_flip_with_the_runs_and_with_the_lines():
     from talr_theory.tiers.llm import claims
     from talr_theory.tiers.llm.config import Config
 
@@ -443,14 +443,28 @@ def test_label_only_lambda_max_ratio_from_unit_lines_flips():
                              "units_kl": list(k * lam**2), "units_text": list(k * lam**2)})
         return pd.DataFrame(rows)
 
-    final = _final_frame({("sft", 4e-4, "adamw", "label"): (0.5, 1.0), ("sft", 4e-4, "adamw", "rationale"): (0.5, 2.0)})
-    vs, table = claims.formats(lines(1.0, 4.0), final, cfg)
-    # ΔL = c λ² ⇒ λ_max = sqrt(ε/c): label / rationale = sqrt(4) = 2 for every unit and ε
-    assert [v.verdict for v in vs] == ["agrees", "agrees"] and vs[0].estimate == pytest.approx(2.0, rel=1e-6)
+    def final(dl_label, dl_rat):
+        return _final_frame({("sft", 4e-4, "adamw", "label"): (0.5, dl_label),
+                             ("sft", 4e-4, "adamw", "rationale"): (0.25, dl_rat)})
+
+    vs, table = claims.formats(lines(1.0, 4.0), final(1.0, 2.0), cfg)
+    paper, stricter = _verdicts(vs, "label_only_loosens_lr"), _verdicts(vs, "label_only_loosens_lr", "stricter")
+    # paper: trained runs at the same LR and epochs, ΔL(label) / ΔL(rationale) = 1 / 2 on every unit, 5 seeds
+    assert [v.verdict for v in paper] == ["agrees", "agrees"] and paper[0].estimate == pytest.approx(0.5, rel=0.02)
+    assert all(v.n_seeds == 5 for v in paper)
+    # stricter: ΔL = c λ² ⇒ λ_max = sqrt(ε/c): label / rationale = sqrt(4) = 2 for every unit and ε; no seed behind it
+    assert [v.verdict for v in stricter] == ["agrees", "agrees"] and stricter[0].estimate == pytest.approx(2.0, rel=1e-6)
+    assert all(v.n_seeds is None for v in stricter) and "no training seed" in stricter[0].note
     assert table["dL_label_minus_rationale"].to_numpy() == pytest.approx(-1.0 * np.mean(1 + np.arange(12) / 12), rel=0.05)
+    assert table["accuracy_label_minus_rationale"].to_numpy() == pytest.approx(0.25, abs=0.01)
     assert table["s_label"].iloc[0] == 1.0 and table["s_rationale"].iloc[0] == 3.0
-    vs, _ = claims.formats(lines(4.0, 1.0), final, cfg)
-    assert [v.verdict for v in vs] == ["disagrees", "disagrees"]
+    # each reading flips with its own data only
+    vs, _ = claims.formats(lines(1.0, 4.0), final(2.0, 1.0), cfg)
+    assert [v.verdict for v in _verdicts(vs, "label_only_loosens_lr")] == ["disagrees", "disagrees"]
+    assert [v.verdict for v in _verdicts(vs, "label_only_loosens_lr", "stricter")] == ["agrees", "agrees"]
+    vs, _ = claims.formats(lines(4.0, 1.0), final(1.0, 2.0), cfg)
+    assert [v.verdict for v in _verdicts(vs, "label_only_loosens_lr")] == ["agrees", "agrees"]
+    assert [v.verdict for v in _verdicts(vs, "label_only_loosens_lr", "stricter")] == ["disagrees", "disagrees"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class Config:
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
         return cls(scenarios=("s1", "s3"), n_seeds=2, grid_lrs=(0.008, 0.016, 0.03, 0.055, 0.1, 0.18),
-                   n_evals=8, seed=seed)
+                   n_evals=5, seed=seed)
 
     def validate(self) -> None:
         for sc in self.scenarios:
