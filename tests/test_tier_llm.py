@@ -700,3 +700,34 @@ def _perturbed_tail(model):
     from talr_theory.training.tail import TailLM
 
     return TailLM(_perturbed(model, scale=0.5), 1)
+
+
+def test_runs_in_two_processes_equal_the_same_runs_in_one(tmp_path, one_thread):
+    """The forked workers (one torch thread each) train exactly what one process with one thread trains;
+    each run is stored as it ends, and a rerun reads every run back without training."""
+    from dataclasses import replace
+
+    from talr_theory.tiers.llm import runs
+    from talr_theory.tiers.llm.config import Config
+    from talr_theory.tiers.protocol import results_table
+
+    cfg = replace(_small(Config.quick()), compare_methods=("wise-ft",), ablation_optimizers=())
+    env = runs.setup(cfg)
+    keys = runs.units(cfg)[:4]
+    serial = runs.trajectories(env, replace(cfg, workers=1), None, progress=False, keys=keys)
+    forked_cfg = replace(cfg, workers=2)
+    forked = runs.trajectories(env, forked_cfg, tmp_path, progress=False, keys=keys)
+    assert len(serial) == len(forked) > len(keys)
+    cols = ["run", "lr", "seed", "method", "step", "delta_star", "accuracy", "dL_kl", "dL_text"]
+    pd.testing.assert_frame_equal(serial[cols], forked[cols], check_exact=True)
+    stored = results_table(tmp_path, "llm_runs", forked_cfg, [*runs.KEY, "method", "step"]).load()
+    assert len(stored) == len(forked) and not stored[[*runs.KEY, "method", "step"]].duplicated().any()
+    # a rerun trains nothing: every run is read back from the table
+    calls = []
+    original = runs.train_run
+    runs.train_run = lambda *a, **k: calls.append(k) or original(*a, **k)
+    try:
+        again = runs.trajectories(env, forked_cfg, tmp_path, progress=False, keys=keys)
+    finally:
+        runs.train_run = original
+    assert calls == [] and len(again) == len(forked)

@@ -140,21 +140,28 @@ def results_table(out: str | os.PathLike | None, name: str, config, key_fields: 
     return ResultsTable(Path(out) / "results" / f"{name}-{fingerprint(config)}", key_fields)
 
 
+def stored_rows(done: pd.DataFrame | None, key: dict) -> list[dict] | None:
+    """The rows of ``key``'s unit in ``done`` (a loaded results table), or None when it has none."""
+    if done is None or not len(done):
+        return None
+    sel = np.ones(len(done), dtype=bool)
+    for k, v in key.items():
+        if k not in done.columns:
+            return None
+        sel &= (done[k] == v).to_numpy()
+    return done[sel].to_dict("records") if sel.any() else None
+
+
 def ensure_rows(table: ResultsTable | None, done: pd.DataFrame | None, key: dict, compute) -> list[dict]:
     """Rows for one unit of work: read back from ``done`` (the table loaded once) when there, else computed.
 
     A unit's rows are appended only after the whole unit is computed, so a unit is either complete
     in the table or absent (a crash mid-unit recomputes just that unit).
     """
-    if table is not None and done is not None and len(done):
-        sel = np.ones(len(done), dtype=bool)
-        for k, v in key.items():
-            if k not in done.columns:
-                sel[:] = False
-                break
-            sel &= (done[k] == v).to_numpy()
-        if sel.any():
-            return done[sel].to_dict("records")
+    if table is not None:
+        stored = stored_rows(done, key)
+        if stored is not None:
+            return stored
     rows = compute()
     if table is not None:
         for r in rows:

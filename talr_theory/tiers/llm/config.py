@@ -35,6 +35,7 @@ class Config:
     evals_per_epoch: int = 1           # checkpoints: every 1/evals_per_epoch epoch (and step 0)
     batch_size: int = 24
     bf16: bool = True                  # bf16 autocast in the training steps (weights, optimizer, measures: float32)
+    workers: int = 2                   # training runs at once, in forked processes of one torch thread (CPU; 1: serial)
     paper_lr: float = 0.0              # the LR of the paper-protocol comparison (0: the largest of lrs)
     # Baselines: each at compare_lrs × compare_seeds (LoRA at lora_lr_factor × those LRs); WiSE-FT trains nothing,
     # it interpolates each SFT run at wise_alpha.
@@ -148,7 +149,7 @@ def check(cfg: Config) -> None:
         bad("ablation_optimizers", f"expected names from {OPTIMIZERS}")
     if not 0 <= cfg.hard_p < 1:
         bad("hard_p", "must be in [0, 1) (0: the median base p)")
-    for field in ("epochs", "evals_per_epoch", "batch_size", "n_blocks", "n_samples", "general_blocks"):
+    for field in ("epochs", "evals_per_epoch", "batch_size", "n_blocks", "n_samples", "general_blocks", "workers"):
         if getattr(cfg, field) < 1:
             bad(field, "must be ≥ 1")
     if any(not 0 < a < 1 for a in cfg.accuracy_levels):

@@ -192,23 +192,84 @@ def trajectories(env: Env, cfg: Config, out, progress: bool, keys: list[dict] | 
     """Every run's checkpoint rows (resumable per run under ``out``), with ``pair_lr`` (the SFT LR it pairs with).
 
     A run has many rows (checkpoints; WiSE-FT's α), so the stored rows are keyed by the run's key plus
-    method and step; a run is either complete in the table or absent (``protocol.ensure_rows``).
+    method and step; a run is either complete in the table or absent (``protocol.ensure_rows``). The runs
+    not stored yet are trained ``cfg.workers`` at a time (:func:`_train_in_processes`), each stored as it ends.
     """
     from tqdm.auto import tqdm
 
-    from talr_theory.tiers.protocol import ensure_rows, results_table
+    from talr_theory.tiers.protocol import ensure_rows, results_table, stored_rows
 
     keys = units(cfg) if keys is None else keys
     table = results_table(out, "llm_runs", cfg, [*KEY, "method", "step"])
     done = table.load() if table is not None else None
+    todo = [k for k in keys if stored_rows(done, k) is None]
+    computed = _train_in_processes(env, cfg, todo, table, progress) if _n_workers(env, cfg, len(todo)) > 1 else {}
     rows = []
-    for key in tqdm(keys, desc="llm runs", disable=not progress, leave=False):
-        for r in ensure_rows(table, done, key, lambda key=key: train_run(env, cfg, **key)):
-            rows.append({**r, **key})
+    for key in tqdm(keys, desc="llm runs", disable=not progress or bool(computed), leave=False):
+        got = computed.get(_key(key))
+        if got is None:
+            got = ensure_rows(table, done, key, lambda key=key: train_run(env, cfg, **key))
+        rows += [{**r, **key} for r in got]
     traj = pd.DataFrame(rows)
     traj["pair_lr"] = [pair_lr(cfg, m, lr) for m, lr in zip(traj["method"], traj["lr"])]
     order = ["format", "optimizer", "method", "lr", "seed", "step"]
     return traj.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _key(key: dict) -> tuple:
+    return tuple(sorted(key.items()))
+
+
+def _n_workers(env: Env, cfg: Config, n_runs: int) -> int:
+    """Processes for ``n_runs`` runs: ``cfg.workers`` on a CPU model (CUDA cannot be forked), never more than runs."""
+    on_cpu = next(env.loaded.model.parameters()).device.type == "cpu"
+    return max(1, min(cfg.workers, n_runs)) if on_cpu else 1
+
+
+_FORKED: tuple | None = None  # (env, cfg) for the forked workers: inherited, never pickled
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _train_forked(key: dict) -> tuple[dict, list[dict]]:
+    env, cfg = _FORKED
+    return key, train_run(env, cfg, **key)
+
+
+def _train_in_processes(env: Env, cfg: Config, todo: list[dict], table, progress: bool) -> dict[tuple, list[dict]]:
+    """Train ``todo`` in ``cfg.workers`` forked processes of one torch thread each; {key: rows}.
+
+    Small matmuls (a batch of 24 short rows through 4 blocks) keep two threads of one process far from
+    busy; two processes of one thread each train two runs at once (``benchmarks/bench_llm_stage.py``
+    prints the per-step times). The workers inherit the environment (model, prefix cache, data) by fork,
+    copy-on-write, and return rows only. Each run's rows are stored as soon as it ends, so a killed stage
+    resumes without losing or duplicating a run. A run computed in one thread can differ from one computed
+    with more in the last float bits (the order of a matmul's sums); ``workers`` is part of the config and
+    so of the stage's fingerprint.
+    """
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+
+    global _FORKED
+    _FORKED = (env, cfg)
+    computed = {}
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(_n_workers(env, cfg, len(todo)), initializer=_one_thread) as pool, \
+                tqdm(total=len(todo), desc=f"llm runs ({cfg.workers} processes)", disable=not progress,
+                     leave=False) as bar:
+            for key, rows in pool.imap_unordered(_train_forked, todo):
+                if table is not None:
+                    for r in rows:
+                        table.append({**r, **key})
+                computed[_key(key)] = rows
+                bar.update()
+    finally:
+        _FORKED = None
+    return computed
 
 
 def pair_lr(cfg: Config, method: str, lr: float) -> float:
