@@ -241,9 +241,9 @@ def _train_forked(key: dict) -> tuple[dict, list[dict]]:
 def _train_in_processes(env: Env, cfg: Config, todo: list[dict], table, progress: bool) -> dict[tuple, list[dict]]:
     """Train ``todo`` in ``cfg.workers`` forked processes of one torch thread each; {key: rows}.
 
-    Small matmuls (a batch of 24 short rows through 4 blocks) keep two threads of one process far from
-    busy; two processes of one thread each train two runs at once (``benchmarks/bench_llm_stage.py``
-    prints the per-step times). The workers inherit the environment (model, prefix cache, data) by fork,
+    A training step's small operations (casts, fills, the optimizer, a batch of 24 short rows) do not use
+    two threads of one process fully; two processes of one thread each train two runs at once (6 default
+    runs on 2 cores: 77.7 s against 86.7 s, docs/llm.md). The workers inherit the environment (model, prefix cache, data) by fork,
     copy-on-write, and return rows only. Each run's rows are stored as soon as it ends, so a killed stage
     resumes without losing or duplicating a run. A run computed in one thread can differ from one computed
     with more in the last float bits (the order of a matmul's sums); ``workers`` is part of the config and
