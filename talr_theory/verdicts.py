@@ -20,7 +20,7 @@ Intervals are inclusive at both ends. A point claim without an alternative can n
 interval excludes the paper's value.
 
 Power: an interval resting on fewer than :data:`MIN_UNITS` independent units (``n_units``) cannot
-cover reliably (with 3 units a percentile interval is [min, max], coverage ≈ 75%), so such a record
+cover reliably (with 3 units a bootstrap interval is about [min, max], coverage ≈ 75%), so such a record
 keeps its point estimate, its interval is withheld (``ci_lo`` / ``ci_hi`` NaN, ``null`` in JSON,
 printed "—"), its label is ``uninformative`` and its note says "interval withheld: N units < 10".
 :func:`verdict` applies this, so no record shows an interval that could not cover.
@@ -201,7 +201,7 @@ def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[
     """Build a record whose label is :func:`judge` of its own fields.
 
     With ``n_units`` below :data:`MIN_UNITS` the point estimate is kept but the interval is withheld
-    (NaN): a percentile interval over so few units cannot cover. The label is then ``uninformative``
+    (NaN): a bootstrap interval over so few units cannot cover. The label is then ``uninformative``
     and the note says "interval withheld: N units < 10".
     """
     lo, hi = (float("nan"), float("nan")) if ci is None else (float(ci[0]), float(ci[1]))
@@ -212,7 +212,7 @@ def verdict(claim: str, tier: str, quantity: str, estimate: float, ci: Sequence[
     if interval_withheld(n_units):
         lo, hi = float("nan"), float("nan")
         n = int(n_units)
-        note = (f"{note} {withheld_note(n).capitalize()} (a percentile interval over only {n} independent "
+        note = (f"{note} {withheld_note(n).capitalize()} (a bootstrap interval over only {n} independent "
                 f"unit{'' if n == 1 else 's'} cannot cover), so not counted as evidence.").strip()
     return Verdict(claim, tier, quantity, est, lo, hi, _as_value(paper_value), _as_value(alternative_value),
                    judge(lo, hi, paper_value, alternative_value, n_units, n_seeds), note, protocol,

@@ -66,8 +66,8 @@ def test_power_law_interval_covers_the_true_exponent_at_its_nominal_rate():
 
 
 def test_power_law_interval_is_reported_as_computed():
-    # The interval is exactly the percentile interval of the grouped bootstrap, recomputed here
-    # independently (same generator, same resampling): nothing widens it towards the estimate.
+    # The interval is exactly the expanded percentile interval of the grouped bootstrap (5 groups: quantile
+    # Φ(√(5/4) · t_{0.025, 4})), recomputed here independently (same generator, same resampling).
     from talr_theory.stats import PowerLawFit
 
     rng = np.random.default_rng(7)
@@ -81,7 +81,10 @@ def test_power_law_interval_is_reported_as_computed():
         pick = boot_rng.integers(0, 5, size=5)
         idx = np.concatenate([np.flatnonzero(groups == p) for p in pick])
         boots.append(np.polyfit(logx[idx], logy[idx], 1)[0])
-    assert fit.ci("epsilon") == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), rel=1e-9)
+    from scipy import stats as sps
+
+    a = sps.norm.cdf(np.sqrt(5 / 4) * sps.t.ppf(0.025, 4))
+    assert fit.ci("epsilon") == pytest.approx(tuple(np.quantile(boots, [a, 1 - a])), rel=1e-9)
     # An estimate outside its own interval is flagged, not hidden.
     skewed = PowerLawFit(("x",), (1.0,), ((1.1, 1.4),), 0.0, 0.9, 10, 5, 300)
     assert skewed.outside("x")

@@ -491,7 +491,9 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
             ("label_only_loosens_lr", "paper"), ("thm3.1_smaller_steps", "paper")} <= claims
     assert all("trained" in v.note for v in res.verdicts)
     paper = [v for v in res.verdicts if v.claim.startswith("talr_vs_sft") and v.protocol == "paper"]
-    assert all(v.n_seeds == 2 for v in paper)
+    assert all(v.n_seeds == len(cfg.seeds) + len(cfg.paper_extra_seeds) == 3 for v in paper)  # extra seeds at paper LR
+    other = [v for v in res.verdicts if v.claim.startswith(("finding1", "hard_tokens")) and v.protocol == "paper"]
+    assert other and all(v.n_seeds == len(cfg.seeds) for v in other)  # paired with runs at the 2 common seeds
     assert res.info["n_eval_prompts"] == 12 and set(res.info["accuracy"]) >= {"base", "best"}
     traj = res.frames["trajectories"]
     steps, every = cfg.steps_for(res.info["n_train_examples"])
@@ -503,8 +505,10 @@ def test_tier_runs_to_the_protocol_on_tiny_random(tmp_path, one_thread):
     assert set(traj.loc[traj["format"].eq("rationale"), "method"]) == {"sft"}
     # WiSE-FT shares the SFT run: at step 0 both are the base model, afterwards they differ
     w = traj[traj["method"].isin(["sft", "wise-ft"]) & traj["lr"].eq(1e-2) & traj["optimizer"].eq("adamw")
-             & traj["format"].eq("label") & traj["step"].eq(steps)]
+             & traj["format"].eq("label") & traj["step"].eq(steps) & traj["seed"].isin(cfg.compare_seeds)]
     assert len(w) == 4 and w.groupby("seed")["dL_kl"].nunique().eq(2).all()
+    extra = traj[traj["seed"].isin(cfg.paper_extra_seeds)]  # the extra seeds: SFT and TALR at the paper LR only
+    assert set(extra["method"]) == {"sft", "talr"} and set(extra["lr"]) == {cfg.resolved_paper_lr()}
     again = llm.run(cfg, out=tmp_path, progress=False)  # resuming reads the stored runs back
     pd.testing.assert_frame_equal(again.frames["trajectories"], traj, check_like=True)
     _check_advisor_part(res, cfg)
@@ -540,11 +544,22 @@ def test_lora_runs_pair_with_the_sft_lr_they_were_scaled_from():
     assert pair_lr(cfg, "sft", 3e-4) == 3e-4
 
 
+def test_paper_extra_seeds_train_every_method_at_the_paper_lr_only():
+    from talr_theory.tiers.llm import Config
+    from talr_theory.tiers.llm.runs import units
+
+    cfg = Config(lrs=(1e-4, 4e-4, 8e-4), paper_lr=4e-4, seeds=(0, 1), paper_extra_seeds=(7, 9))
+    extra = [(k["run"], k["lr"]) for k in units(cfg) if k["seed"] in (7, 9)]
+    assert sorted(extra) == sorted([(m, 4e-4) for m in cfg.methods] * 2)
+    assert not [k for k in units(Config(paper_extra_seeds=())) if k["seed"] not in Config().seeds]
+
+
 def test_config_errors_name_the_field():
     from talr_theory.tiers import llm
 
     for field, value in (("compare_lrs", (0.5,)), ("paper_lr", 0.5), ("methods", ("talr",)),
-                         ("ablation_optimizers", ("adam",)), ("accuracy_levels", (1.5,))):
+                         ("ablation_optimizers", ("adam",)), ("accuracy_levels", (1.5,)),
+                         ("paper_extra_seeds", (1,)), ("advisor_held_out_seed", 3)):
         cfg = llm.Config.quick()
         setattr(cfg, field, value)
         with pytest.raises(ValueError, match=field):

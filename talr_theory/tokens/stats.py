@@ -2,7 +2,7 @@
 
 s(θ) = mean over examples of #{supervised tokens with p < θ} — the "number of hard tokens per
 example" that Theorem 3.2 of the paper puts under the square root of the safe step size. The
-paper does not fix θ, so we report several. Intervals are percentile bootstraps over examples
+paper does not fix θ, so we report several. Intervals are (expanded) percentile bootstraps over examples (``stats.bootstrap_ci``)
 (tokens of one example are resampled together, since they are correlated).
 """
 

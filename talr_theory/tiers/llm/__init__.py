@@ -115,7 +115,9 @@ def _info(cfg: Config, env, traj: pd.DataFrame, final: pd.DataFrame, fits: dict,
     info["summary"] = (f"{cfg.model}, last {cfg.n_blocks} blocks fine-tuned (minibatches of {cfg.batch_size} of "
                        f"{len(dom.train)} training examples, {cfg.epochs} epochs = {steps} steps, checkpoints every "
                        f"{every} steps) on {cfg.data} ({len(dom.eval)} held-out prompts); methods {list(cfg.methods)} "
-                       f"at LRs {list(cfg.lrs)} × seeds {list(cfg.seeds)}; ΔL(P1) as exact KL on {cfg.n_samples} base "
+                       f"at LRs {list(cfg.lrs)} × seeds {list(cfg.seeds)}"
+                       + (f" (and seeds {list(cfg.paper_extra_seeds)} at LR {cfg.resolved_paper_lr():g})"
+                          if cfg.paper_extra_seeds else "") + f"; ΔL(P1) as exact KL on {cfg.n_samples} base "
                        f"samples (nats/sample) and NLL change on {len(env.general.text)} blocks of {env.source} "
                        f"(nats/block).")
     info["notes"] = [f"[llm] Accuracy base {info['accuracy']['base']:.2f}, best {info['accuracy']['best']:.2f} "

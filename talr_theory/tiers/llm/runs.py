@@ -172,6 +172,9 @@ def units(cfg: Config, env: Env | None = None) -> list[dict]:
             for m in cfg.methods:
                 paired = wise and m == "sft" and lr in cfg.compare_lrs and s in cfg.compare_seeds
                 add("sft+wise" if paired else m, lr, s)
+    for s in cfg.paper_extra_seeds:
+        for m in cfg.methods:
+            add(m, cfg.resolved_paper_lr(), s)
     for m in cfg.compare_methods:
         if m != "wise-ft":
             for lr in cfg.compare_lrs:
