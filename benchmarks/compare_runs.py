@@ -3,9 +3,11 @@
     python benchmarks/compare_runs.py A B            # e.g. --quick at seed 0 (A) and at seed 1 (B)
     python benchmarks/compare_runs.py A B --tables   # also compare every stored table (same seed twice)
 
-Measured (quick, this branch): seed 0 vs seed 1, 51 verdicts with an interval in both, 50 overlap (the
-exception: exact eaft_vs_sft[P1=exact], geometric means 0.0248 vs 0.0294 over 10 instances each, a
-3-sigma gap in a heavy-tailed ratio); seed 0 twice, 38 stage tables and every verdict identical
+Measured (quick): seed 0 vs seed 1, 51 verdicts with an interval in both, all 51 overlap with the
+expanded percentile intervals (``stats.expanded_alpha``); with the plain percentile intervals of the
+previous round 50 did (the exception, exact eaft_vs_sft[P1=exact], now [0.0224, 0.0272] vs
+[0.0271, 0.0316]: two draws of 10 instances ~2.3 standard errors apart, which a 95% interval may
+still separate about once in 200 claims). Seed 0 twice: 38 stage tables and every verdict identical
 (only the wall-clock column ``seconds`` of llm/format_lines differs).
 
 Lists every verdict (tier, protocol, claim) that has a finite interval in both runs' ``summary.json``
