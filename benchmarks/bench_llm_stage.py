@@ -15,8 +15,9 @@ Ways: ``full`` = the whole model with a frozen prefix, recomputed at every step 
 ``cached`` = the prefix cached, the head at every position; ``sparse`` = the prefix cached, the head only
 where a loss or a measure reads it, written into a dense [B, T, V] tensor of zeros (the tier before);
 ``new`` = the same head positions in the compact layout (``training.tail.CompactLogits``: no dense
-tensor is built, filled or back-propagated), with bf16 autocast in the training step as the stage runs it
-(``Config.bf16``; measures stay float32).
+tensor is built, filled or back-propagated), with bf16 autocast in the training step and PyTorch's math attention kernel as the stage runs them
+(``Config.bf16``, ``runs.attention_kernel``; measures stay float32); ``new, fused attn`` = the same with the
+default fused (flash) attention kernel.
 The projection multiplies the parts by the stage's counts of runs, steps and checkpoints (the run list of
 ``tiers.llm.runs.units``) and says so; ``--run`` measures the real thing. Nothing here asserts. Report the
 load average with the numbers: on a shared CPU every time is inflated.
@@ -110,11 +111,18 @@ def parts(env, cfg, reps: int) -> dict[str, dict[str, float]]:
     import torch
 
     from talr_theory.data.encode import collate
+    from talr_theory.tiers.llm import runs
 
     dom = env.domains["label"]
     batch = collate(dom.train[:cfg.batch_size], env.pad)
     models = _models(env, cfg)
-    steps = _bench({k: _step_fn(m, batch, bf16=(k == "new" and cfg.bf16)) for k, m in models.items()}, reps)
+    def kernel():  # what the stage's runs use (new); "new, fused attn": without it
+        return runs.attention_kernel(torch.device("cpu"))
+
+    fns = {k: _step_fn(m, batch, bf16=(k == "new" and cfg.bf16)) for k, m in models.items()}
+    fns["new"] = _in(kernel, fns["new"])
+    fns["new, fused attn"] = _step_fn(models["new"], batch, bf16=cfg.bf16)
+    steps = _bench(fns, reps)
 
     def checkpoint(model):
         def go():
@@ -122,8 +130,17 @@ def parts(env, cfg, reps: int) -> dict[str, dict[str, float]]:
                 dom.measure(model, step=1)
         return go
 
-    evals = _bench({k: checkpoint(m) for k, m in models.items()}, reps)
-    return {"train step": steps, "checkpoint": evals}
+    evals = {k: checkpoint(m) for k, m in models.items()}
+    evals["new"], evals["new, fused attn"] = _in(kernel, evals["new"]), checkpoint(models["new"])
+    return {"train step": steps, "checkpoint": _bench(evals, reps)}
+
+
+def _in(context, fn):
+    """``fn`` run inside a fresh ``context()`` at every call."""
+    def go():
+        with context():
+            fn()
+    return go
 
 
 def projection(cfg, env, part: dict, prefix_s: float) -> dict[str, float]:
@@ -159,10 +176,11 @@ def main(argv=None) -> int:
     setup_s = time.perf_counter() - t0
     print(f"setup (model, data, samples, prefix cache of every input set, base values): {setup_s:.1f} s")
     part = parts(env, cfg, args.reps)
-    print(f"{'part':<12}{'full (no cache)':>18}{'cached prefix':>16}{'sparse dense':>14}{'new':>10}{'sparse/new':>12}")
+    print(f"{'part':<12}{'full (no cache)':>18}{'cached prefix':>16}{'sparse dense':>14}{'new, fused attn':>17}"
+          f"{'new':>10}{'sparse/new':>12}{'fused/new':>11}")
     for name, t in part.items():
-        print(f"{name:<12}{t['full']:>17.3f}s{t['cached']:>15.3f}s{t['sparse']:>13.3f}s{t['new']:>9.3f}s"
-              f"{t['sparse'] / t['new']:>11.2f}×")
+        print(f"{name:<12}{t['full']:>17.3f}s{t['cached']:>15.3f}s{t['sparse']:>13.3f}s{t['new, fused attn']:>16.3f}s"
+              f"{t['new']:>9.3f}s{t['sparse'] / t['new']:>11.2f}×{t['new, fused attn'] / t['new']:>10.2f}×")
     proj = projection(cfg, env, part, prefix_s=setup_s)
     print(f"projected training + checkpoints of the stage ({proj['n_runs']} runs × {proj['steps_per_run']} steps, "
           f"{proj['checkpoints_per_run']} checkpoints each): full {proj['full']:.0f} s, cached {proj['cached']:.0f} s, "

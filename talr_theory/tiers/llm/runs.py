@@ -117,6 +117,20 @@ def _masks_and_s(env: Env, cfg: Config) -> None:
                              f"choose another hard_p")
 
 
+def attention_kernel(device):
+    """The attention kernel of the tier's training runs: PyTorch's math kernel on CPU, the default elsewhere.
+
+    On CPU the fused flash-attention kernel's backward costs ~12% of a training step on these ~25-token
+    sequences; the math kernel trains a step ~25% faster here (``benchmarks/bench_llm_stage.py``, column
+    "new, fused attn"). Same mathematics, float rounding aside.
+    """
+    from contextlib import nullcontext
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
+
+
 def train_run(env: Env, cfg: Config, run: str, lr: float, seed: int, optimizer: str = "adamw",
               format: str = "label") -> list[dict]:
     """One training run's checkpoint rows (every ``KEEP`` field); the model starts from the base each time."""
@@ -142,7 +156,8 @@ def train_run(env: Env, cfg: Config, run: str, lr: float, seed: int, optimizer: 
                      bf16_autocast=cfg.bf16,
                      eval_every=every, seed=seed, l2_coeff=cfg.l2_coeff, lora_rank=cfg.lora_rank,
                      lora_alpha=2.0 * cfg.lora_rank, lora_targets=LORA_TARGETS, wise_alphas=(1.0, cfg.wise_alpha))
-    res = train(model, examples, tc, evaluator=dom.measure, pad_id=env.pad, progress=False)
+    with attention_kernel(next(model.parameters()).device):
+        res = train(model, examples, tc, evaluator=dom.measure, pad_id=env.pad, progress=False)
     rows = []
     for r in res.history:
         row = {k: r.get(k) for k in KEEP}
