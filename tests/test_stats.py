@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scipy import stats as sps
 
 from talr_theory.stats import bootstrap_ci, expanded_alpha, hierarchical_bootstrap_ci, satterthwaite_df
