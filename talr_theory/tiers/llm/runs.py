@@ -121,7 +121,7 @@ def attention_kernel(device):
     """The attention kernel of the tier's training runs: PyTorch's math kernel on CPU, the default elsewhere.
 
     On CPU the fused flash-attention kernel's backward costs ~12% of a training step on these ~25-token
-    sequences; the math kernel trains a step ~25% faster here (``benchmarks/bench_llm_stage.py``, column
+    sequences; the math kernel makes a step 1.24× faster here (``benchmarks/bench_llm_stage.py``, column
     "new, fused attn"). Same mathematics, float rounding aside.
     """
     from contextlib import nullcontext
